@@ -1,0 +1,1 @@
+"""Experiments: the paper's comparison (TFDS data, Flax NNX models, optax training)."""
