@@ -10,9 +10,17 @@ the global loss ``L``; the value returned is ``L_k + stop_gradient(L - L_k)``. T
 is then ``L`` everywhere, and the gradient with respect to device ``k``'s local rows is
 exactly ``dL/dx_k`` (as on one device with the whole batch), both under ``shard_map``
 (where ``psum`` transposes to a broadcast) and under ``pmap`` (where ``psum`` transposes
-to ``psum``). Consequence for training: sum (``psum``) the parameter gradients of these
-terms over devices, or write every term of the objective as a per-device share of the
-global objective and let ``shard_map`` sum the gradients of replicated parameters.
+to ``psum``). The returned value is device-varying: under ``shard_map`` return it with
+``out_specs=P(axis)`` after ``[None]``, or take any one copy.
+
+Training recipe (``shard_map``, parameters replicated with ``P()``): write every term of
+the objective as a per-device share of the global objective, e.g. cross-entropy as
+``sum(local_ce) / global_batch`` and the metric terms as returned by these losses, and
+take ``jax.grad`` inside the ``shard_map``. Gradients with respect to replicated
+parameters are then summed over devices automatically (the transpose of the implicit
+broadcast of a replicated input is a ``psum``), giving exactly the single-device
+gradient of the global batch, with no ``pmean``. Under ``pmap`` (no such automatic sum),
+``psum`` the parameter gradients of the same per-device objective instead.
 """
 
 from __future__ import annotations
