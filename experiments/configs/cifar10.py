@@ -1,0 +1,38 @@
+r"""CIFAR-10.
+
+Run:
+    python -m experiments.train --config experiments/configs/cifar10.py \
+        --config.method=ce+sil --workdir /tmp/run
+
+Data: TFDS `cifar10`; prepare it with `tfds build cifar10 --data_dir=...` on a machine with internet
+and copy the `cifar10` folder into the data dir. Nothing is downloaded here: a missing dataset fails
+at once with the preparation instructions (`experiments.data.prepare`).
+
+Model: EfficientNet-B0 at 224×224 (paper protocol). For the smaller ResNet-18 option pass
+`--config.model=resnet18 --config.image_size=32`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import common
+
+
+def get_config() -> ml_collections.ConfigDict:
+    """Returns the cifar10 config (defaults in `common.get_base_config`)."""
+    config = common.get_base_config()
+    config.dataset = "cifar10"
+    config.model = "efficientnet_b0"  # or "resnet18" (then image_size=32)
+    config.image_size = 224
+    config.num_epochs = 100
+    config.batch_size = 128
+    config.eval_batch_size = 256
+    config.optimizer = "sgd"
+    config.learning_rate = 0.05
+    config.momentum = 0.9
+    config.weight_decay = 5e-4
+    config.warmup_epochs = 5
+    config.probe_epochs = 20
+    config.checkpoint_every_steps = 1000
+    return config
