@@ -536,3 +536,15 @@ def test_configs_load_with_every_field(config_name):
     assert config.augment in data.AUGMENTATIONS
     assert data.output_shape(config.dataset, config.image_size)
     assert f"--config experiments/configs/{config_name}.py" in module.__doc__
+
+
+def test_none_fields_can_be_overridden_from_the_command_line():
+    from absl import flags
+    from ml_collections import config_flags
+
+    path = os.path.join(os.path.dirname(data.__file__), "configs", "cars196.py")
+    argv = ["prog", f"--config={path}", "--config.data_dir=/d", "--config.image_size=64"]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=flag_values, sys_argv=argv)
+    flag_values(argv)
+    assert flag_values.config.data_dir == "/d" and flag_values.config.image_size == 64

@@ -7,6 +7,7 @@ the command line, e.g. `--config.method=ce+sil --config.num_epochs=5`.
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -15,8 +16,9 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     # Data (experiments/data.py).
     config.dataset = ""  # a key of experiments.data.DATASETS
-    config.data_dir = None  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
-    config.image_size = None  # natural images: side S of the resized image; None: dataset default
+    # None-valued fields are typed placeholders so that `--config.data_dir=...` parses.
+    config.data_dir = config_dict.placeholder(str)  # None: $TFDS_DATA_DIR or ~/tensorflow_datasets
+    config.image_size = config_dict.placeholder(int)  # natural images: side S; None: default
     config.augment = "default"  # 'default' | 'none' | 'randaugment' (natural images)
 
     # Model (experiments/models.py) and method (experiments/methods.py).
