@@ -1,0 +1,517 @@
+"""Benchmarks: Soft Silhouette Loss against SupCon, exact silhouette against scikit-learn.
+
+Every ratio is measured side by side in one run, on the same inputs. Times are medians of
+repeated calls after a warm-up call that compiles (jit of ``value_and_grad`` for the losses).
+
+* Losses: forward+backward of ``sj.soft_silhouette_loss`` (``[B, d]`` embeddings; metrics
+  euclidean, sqeuclidean, cosine with a static ``num_classes=C``, and cosine with
+  ``num_classes=None``) against ``sj.supcon_loss`` with 2 views (``[B, 2, d]`` features),
+  random labels in ``[0, C)``.
+* Exact silhouette: ``sj.silhouette_score`` (eager call, euclidean) against
+  ``sklearn.metrics.silhouette_score`` on ``make_blobs`` data (10 clusters).
+* Memory: forward+backward of the cosine soft silhouette at ``B = 65,536``, ``C = 1,000``,
+  ``d = 128``, from XLA's compiled memory analysis and from the peak RSS growth of a fresh
+  subprocess.
+* ``--large``: ``sj.silhouette_score`` at ``N = 100,000``, ``d = 64`` in a fresh subprocess
+  (time and peak RSS).
+
+Usage::
+
+  python benchmarks/bench_losses.py                       # the default run
+  python benchmarks/bench_losses.py --large --out r.md    # + N = 100,000, table to r.md
+  python benchmarks/bench_losses.py --quick               # small sizes, a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import silhouette_jax as sj
+
+SOFT_METRICS = ("cosine", "sqeuclidean", "euclidean")
+TEMPERATURE = sj.DEFAULT_TEMPERATURE
+SUPCON_TEMPERATURE = 0.1
+
+# Targets of issue 2, section 7 (speed-up of the soft silhouette over 2-view SupCon at the
+# largest batch; of sj.silhouette_score over scikit-learn at the largest N).
+LOSS_TARGETS = {"cosine": 50.0, "sqeuclidean": 50.0, "euclidean": 2.0}
+SCORE_TARGET = 10.0
+SCORE_TOLERANCE = 1e-5
+MEMORY_TARGET_BYTES = 3 * 10**9
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """What to run: batch sizes of the losses, sample counts of the exact silhouette."""
+
+    batch_sizes: tuple[int, ...] = (256, 1024, 4096)
+    dim: int = 128
+    num_classes: int = 100
+    score_sizes: tuple[int, ...] = (5_000, 20_000)
+    score_dim: int = 64
+    score_clusters: int = 10
+    memory_batch: int = 65_536
+    memory_classes: int = 1_000
+    large_score_size: int = 100_000
+
+
+QUICK = Sizes(
+    batch_sizes=(64, 256),
+    score_sizes=(500, 2_000),
+    memory_batch=4_096,
+    memory_classes=100,
+    large_score_size=5_000,
+)
+
+
+# ---------------------------------------------------------------------------------------
+# Timing.
+# ---------------------------------------------------------------------------------------
+
+
+def median_time(
+    fn: Callable[[], object],
+    *,
+    min_reps: int = 5,
+    max_reps: int = 20,
+    budget_s: float = 3.0,
+) -> tuple[float, int]:
+    """Median wall time of ``fn()`` (blocked until ready) after one warm-up call.
+
+    The number of repetitions is ``budget_s`` divided by the warm-up-free first time,
+    clipped to ``[min_reps, max_reps]``.
+
+    Returns:
+      ``(median seconds, repetitions)``.
+    """
+    jax.block_until_ready(fn())  # compile and warm up
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    first = time.perf_counter() - start
+    reps = int(min(max_reps, max(min_reps, budget_s // max(first, 1e-9))))
+    times = [first]
+    for _ in range(reps - 1):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), reps
+
+
+def loss_and_grad(loss_fn: Callable, **kwargs) -> Callable:
+    """``jit(value_and_grad(loss_fn(x, labels, **kwargs)))`` with respect to ``x``."""
+    return jax.jit(jax.value_and_grad(lambda x, labels: loss_fn(x, labels, **kwargs)))
+
+
+def loss_inputs(batch: int, dim: int, num_classes: int, views: int | None, seed: int = 0):
+    """Random float32 features ``[B, d]`` (or ``[B, V, d]``) and labels ``[B]`` in ``[0, C)``."""
+    key_x, key_y = jax.random.split(jax.random.key(seed))
+    shape = (batch, dim) if views is None else (batch, views, dim)
+    x = jax.random.normal(key_x, shape, jnp.float32)
+    labels = jax.random.randint(key_y, (batch,), 0, num_classes)
+    return x, labels
+
+
+# ---------------------------------------------------------------------------------------
+# Soft silhouette against SupCon.
+# ---------------------------------------------------------------------------------------
+
+
+def bench_losses(sizes: Sizes) -> list[dict]:
+    """Forward+backward medians of every soft silhouette variant and of 2-view SupCon."""
+    rows = []
+    for batch in sizes.batch_sizes:
+        x, labels = loss_inputs(batch, sizes.dim, sizes.num_classes, views=None)
+        features, _ = loss_inputs(batch, sizes.dim, sizes.num_classes, views=2)
+        supcon = loss_and_grad(sj.supcon_loss, temperature=SUPCON_TEMPERATURE)
+        supcon_s, supcon_reps = median_time(
+            lambda f=supcon, a=features, y=labels: f(a, y), min_reps=3, max_reps=10
+        )
+        rows.append(dict(batch=batch, loss="supcon (2 views)", seconds=supcon_s, reps=supcon_reps))
+        variants = [(m, sizes.num_classes) for m in SOFT_METRICS] + [("cosine", None)]
+        for metric, num_classes in variants:
+            fn = loss_and_grad(
+                sj.soft_silhouette_loss,
+                temperature=TEMPERATURE,
+                metric=metric,
+                num_classes=num_classes,
+            )
+            seconds, reps = median_time(lambda f=fn, a=x, y=labels: f(a, y))
+            name = f"soft_silhouette {metric}, num_classes={num_classes}"
+            rows.append(
+                dict(
+                    batch=batch,
+                    loss=name,
+                    metric=metric,
+                    num_classes=num_classes,
+                    seconds=seconds,
+                    reps=reps,
+                    speedup=supcon_s / seconds,
+                )
+            )
+        print(f"  B={batch}: done", file=sys.stderr, flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Exact silhouette against scikit-learn.
+# ---------------------------------------------------------------------------------------
+
+
+def blobs(n: int, dim: int, clusters: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``make_blobs`` data, ``[N, d]`` float64 and ``[N]`` int labels; overlapping clusters."""
+    from sklearn.datasets import make_blobs
+
+    x, labels = make_blobs(
+        n_samples=n, n_features=dim, centers=clusters, cluster_std=4.0, random_state=seed
+    )
+    return x, labels
+
+
+def bench_score(sizes: Sizes) -> list[dict]:
+    """Medians of sj.silhouette_score and sklearn's on the same data, and |difference|."""
+    from sklearn.metrics import silhouette_score as sk_silhouette_score
+
+    rows = []
+    for n in sizes.score_sizes:
+        x, labels = blobs(n, sizes.score_dim, sizes.score_clusters)
+        ours_s, ours_reps = median_time(lambda a=x, y=labels: sj.silhouette_score(a, y))
+        ours = float(sj.silhouette_score(x, labels))
+        sk_times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            theirs = float(sk_silhouette_score(x, labels))
+            sk_times.append(time.perf_counter() - start)
+        sk_s = statistics.median(sk_times)
+        rows.append(
+            dict(
+                n=n,
+                seconds=ours_s,
+                reps=ours_reps,
+                sklearn_seconds=sk_s,
+                speedup=sk_s / ours_s,
+                ours=ours,
+                sklearn=theirs,
+                abs_diff=abs(ours - theirs),
+            )
+        )
+        print(f"  N={n}: done", file=sys.stderr, flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Memory, and the large exact silhouette: each in a fresh subprocess.
+# ---------------------------------------------------------------------------------------
+
+
+def _max_rss_bytes() -> int:
+    """Peak RSS of this process so far, from ``getrusage`` (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _proc_status_bytes(field: str) -> int:
+    """``VmRSS`` (current RSS) or ``VmHWM`` (peak RSS) from ``/proc/self/status``."""
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1]) * 1024
+
+
+def _reset_peak_rss() -> bool:
+    """Resets ``VmHWM`` to the current RSS (Linux >= 4.0); ``ru_maxrss`` is not reset."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def child_memory(batch: int, dim: int, num_classes: int) -> dict:
+    """Runs in a fresh process: compiled memory analysis and peak RSS growth of one step."""
+    x, labels = loss_inputs(batch, dim, num_classes, views=None)
+    jax.block_until_ready((x, labels))
+    baseline = _max_rss_bytes()
+    fn = loss_and_grad(
+        sj.soft_silhouette_loss, temperature=TEMPERATURE, metric="cosine", num_classes=num_classes
+    )
+    compiled = fn.lower(x, labels).compile()
+    analysis = compiled.memory_analysis()
+    after_compile = _max_rss_bytes()
+    rss_before_run = _proc_status_bytes("VmRSS")
+    reset = _reset_peak_rss()
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(x, labels))
+    seconds = time.perf_counter() - start
+    after_run = _max_rss_bytes()
+    run_peak = _proc_status_bytes("VmHWM") if reset else None
+    return dict(
+        batch=batch,
+        dim=dim,
+        num_classes=num_classes,
+        temp_bytes=int(analysis.temp_size_in_bytes),
+        argument_bytes=int(analysis.argument_size_in_bytes),
+        output_bytes=int(analysis.output_size_in_bytes),
+        alias_bytes=int(analysis.alias_size_in_bytes),
+        xla_total_bytes=int(
+            analysis.temp_size_in_bytes
+            + analysis.argument_size_in_bytes
+            + analysis.output_size_in_bytes
+        ),
+        baseline_rss_bytes=baseline,
+        peak_after_compile_bytes=after_compile,
+        peak_after_run_bytes=after_run,
+        rss_growth_bytes=after_run - baseline,
+        rss_before_run_bytes=rss_before_run,
+        run_growth_bytes=None if run_peak is None else run_peak - rss_before_run,
+        seconds=seconds,
+    )
+
+
+def child_large_score(n: int, dim: int, clusters: int) -> dict:
+    """Runs in a fresh process: time of one call (compile included) and peak RSS.
+
+    One call only: at ``N = 100,000`` it takes minutes, and compiling takes about a second.
+    """
+    x, labels = blobs(n, dim, clusters)
+    baseline = _max_rss_bytes()
+    start = time.perf_counter()
+    score = float(sj.silhouette_score(x, labels))
+    seconds = time.perf_counter() - start
+    peak = _max_rss_bytes()
+    return dict(
+        n=n,
+        dim=dim,
+        score=score,
+        seconds=seconds,
+        baseline_rss_bytes=baseline,
+        peak_rss_bytes=peak,
+        rss_growth_bytes=peak - baseline,
+    )
+
+
+def run_child(kind: str, *args: int) -> dict:
+    """Runs this script as ``--child kind args...`` in a fresh process; parses its JSON.
+
+    The child is started through ``sh``, which forks it: a process exec'd straight from
+    this one would inherit this process's peak RSS in ``ru_maxrss``.
+    """
+    command = [sys.executable, os.path.abspath(__file__), "--child", kind, *map(str, args)]
+    shell = ["sh", "-c", '"$@"; exit $?', "sh", *command]
+    done = subprocess.run(shell, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-4000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------
+# Report.
+# ---------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    import jaxlib
+    import sklearn
+
+    return dict(
+        nproc=os.cpu_count(),
+        cpu=model,
+        python=platform.python_version(),
+        jax=jax.__version__,
+        jaxlib=jaxlib.__version__,
+        sklearn=sklearn.__version__,
+        backend=jax.default_backend(),
+        load_average=" ".join(f"{v:.2f}" for v in os.getloadavg()),
+    )
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:,.1f}"
+
+
+def _gb(num_bytes: float) -> str:
+    return f"{num_bytes / 1e9:.3f}"
+
+
+def _met(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
+def format_report(
+    sizes: Sizes,
+    loss_rows: Sequence[dict],
+    score_rows: Sequence[dict],
+    memory: dict | None,
+    large: dict | None,
+    info: dict,
+) -> str:
+    lines = [
+        f"Machine: {info['nproc']} CPUs ({info['cpu']}), backend {info['backend']}; "
+        f"python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, "
+        f"scikit-learn {info['sklearn']}; load average at the end {info['load_average']}.",
+        "",
+        f"### Forward+backward, d = {sizes.dim}, C = {sizes.num_classes} "
+        f"(median ms; speed-up = SupCon time / this time)",
+        "",
+        "| B | loss | median ms | reps | speed-up vs SupCon |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for row in loss_rows:
+        speedup = f"{row['speedup']:.1f}x" if "speedup" in row else "1.0x"
+        lines.append(
+            f"| {row['batch']:,} | {row['loss']} | {_ms(row['seconds'])} | {row['reps']} "
+            f"| {speedup} |"
+        )
+    lines += [
+        "",
+        f"### silhouette_score, d = {sizes.score_dim}, {sizes.score_clusters} clusters "
+        "(make_blobs, euclidean; median ms)",
+        "",
+        "| N | sj ms | reps | sklearn ms (3 reps) | speed-up | sj score | sklearn score "
+        "| abs diff |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in score_rows:
+        lines.append(
+            f"| {row['n']:,} | {_ms(row['seconds'])} | {row['reps']} "
+            f"| {_ms(row['sklearn_seconds'])} | {row['speedup']:.1f}x | {row['ours']:.7f} "
+            f"| {row['sklearn']:.7f} | {row['abs_diff']:.1e} |"
+        )
+    if memory is not None:
+        lines += [
+            "",
+            f"### Memory: cosine soft silhouette forward+backward, B = {memory['batch']:,}, "
+            f"C = {memory['num_classes']:,}, d = {memory['dim']}",
+            "",
+            "| measure | GB |",
+            "|---|---:|",
+            f"| XLA temp | {_gb(memory['temp_bytes'])} |",
+            f"| XLA arguments | {_gb(memory['argument_bytes'])} |",
+            f"| XLA outputs | {_gb(memory['output_bytes'])} |",
+            f"| XLA temp + arguments + outputs | {_gb(memory['xla_total_bytes'])} |",
+            f"| peak RSS growth over baseline (compile + run) | "
+            f"{_gb(memory['rss_growth_bytes'])} |",
+            f"| peak RSS growth of the run alone (VmHWM reset after compile) | "
+            f"{_gb(memory['run_growth_bytes'] or float('nan'))} |",
+            "",
+            f"Baseline RSS (jax imported, inputs created) {_gb(memory['baseline_rss_bytes'])} GB; "
+            f"peak after compile {_gb(memory['peak_after_compile_bytes'])} GB; peak after the "
+            f"run {_gb(memory['peak_after_run_bytes'])} GB; one step took "
+            f"{memory['seconds']:.2f} s.",
+        ]
+    if large is not None:
+        lines += [
+            "",
+            f"### silhouette_score at N = {large['n']:,}, d = {large['dim']} (fresh process)",
+            "",
+            f"One call (compile included) {large['seconds']:.1f} s; peak RSS "
+            f"{_gb(large['peak_rss_bytes'])} GB "
+            f"(growth {_gb(large['rss_growth_bytes'])} GB over the baseline with the data "
+            f"loaded); score {large['score']:.6f}.",
+        ]
+
+    heading = "### Targets"
+    if sizes != Sizes():
+        heading += " (NOT the targets' sizes: a smoke test only)"
+    lines += ["", heading, ""]
+    largest = max(sizes.batch_sizes)
+    for metric, target in LOSS_TARGETS.items():
+        row = next(
+            r
+            for r in loss_rows
+            if r["batch"] == largest and r.get("metric") == metric and r["num_classes"]
+        )
+        lines.append(
+            f"- {metric} soft silhouette >= {target:g}x faster than 2-view SupCon at "
+            f"B = {largest:,}: {row['speedup']:.1f}x -> {_met(row['speedup'] >= target)}"
+        )
+    top = max(score_rows, key=lambda r: r["n"])
+    lines.append(
+        f"- silhouette_score >= {SCORE_TARGET:g}x faster than scikit-learn at N = {top['n']:,}: "
+        f"{top['speedup']:.1f}x -> {_met(top['speedup'] >= SCORE_TARGET)}"
+    )
+    worst = max(r["abs_diff"] for r in score_rows)
+    lines.append(
+        f"- |sj - sklearn| <= {SCORE_TOLERANCE:g}: max {worst:.1e} -> "
+        f"{_met(worst <= SCORE_TOLERANCE)}"
+    )
+    if memory is not None:
+        worst_mem = max(memory["xla_total_bytes"], memory["rss_growth_bytes"])
+        lines.append(
+            f"- cosine forward+backward at B = {memory['batch']:,}, C = "
+            f"{memory['num_classes']:,} within 3 GB: XLA {_gb(memory['xla_total_bytes'])} GB, "
+            f"RSS growth {_gb(memory['rss_growth_bytes'])} GB -> "
+            f"{_met(worst_mem <= MEMORY_TARGET_BYTES)}"
+        )
+    if large is not None:
+        lines.append(
+            f"- silhouette_score runs at N = {large['n']:,}, d = {large['dim']}: "
+            f"{large['seconds']:.1f} s, peak RSS {_gb(large['peak_rss_bytes'])} GB -> MET"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke test")
+    parser.add_argument(
+        "--large", action="store_true", help="also silhouette_score at N = 100,000 (slow)"
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory benchmark")
+    parser.add_argument("--out", help="also write the markdown report to this file")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.child:
+        kind, *numbers = args.child
+        child = {"memory": child_memory, "large_score": child_large_score}[kind]
+        print(json.dumps(child(*map(int, numbers))))
+        return
+
+    sizes = QUICK if args.quick else Sizes()
+    print("losses ...", file=sys.stderr, flush=True)
+    loss_rows = bench_losses(sizes)
+    print("silhouette_score ...", file=sys.stderr, flush=True)
+    score_rows = bench_score(sizes)
+    memory = None
+    if not args.no_memory:
+        print("memory (subprocess) ...", file=sys.stderr, flush=True)
+        memory = run_child("memory", sizes.memory_batch, sizes.dim, sizes.memory_classes)
+    large = None
+    if args.large:
+        print("large silhouette_score (subprocess) ...", file=sys.stderr, flush=True)
+        large = run_child(
+            "large_score", sizes.large_score_size, sizes.score_dim, sizes.score_clusters
+        )
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    command = " ".join(["python", "benchmarks/bench_losses.py", *sys.argv[1:]])
+    report = f"Run {stamp}: `{command}`\n\n" + format_report(
+        sizes, loss_rows, score_rows, memory, large, machine()
+    )
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report)
+
+
+if __name__ == "__main__":
+    main()
