@@ -16,9 +16,10 @@ Models are built in train mode. The mode is a static attribute, so it lives in t
 returned by ``nnx.split``: split once per mode (or switch the mode before splitting).
 
 State: trainable weights are ``nnx.Param``; BatchNorm running means/variances are ``nnx.BatchStat``
-(updated in place by a train-mode call, never by gradients); with dropout the model also holds an
-``nnx.RngState`` stream named "dropout". Splitting as ``nnx.split(model, nnx.Param, ...)`` puts
-everything that is not a parameter into the second state.
+(updated in place by a train-mode call, never by gradients). Only with dropout does the model also
+hold ``nnx.RngState`` (``RngKey``/``RngCount`` per dropout layer, forked from ``seed``): do not
+average those over devices, and fold in the device index if masks must differ per device.
+``nnx.split(model, nnx.Param, ...)`` puts everything that is not a parameter into the second state.
 
 Example (the functional form used under ``jax.jit`` / ``jax.shard_map``)::
 

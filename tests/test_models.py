@@ -143,6 +143,11 @@ def test_params_are_float32_and_filters_partition(name):
         )
     )
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    # Without dropout the non-parameter state is exactly the BatchNorm statistics (no RNG state),
+    # so a trainer may average it over devices.
+    rest = nnx.to_flat_state(nnx.state(model, nnx.Not(nnx.Param)))
+    assert all(isinstance(var, nnx.BatchStat) for _, var in rest)
+    assert (len(rest) == 0) == (name == "mlp")
 
     classifier = nnx.to_flat_state(nnx.state(model, models.classifier_param_filter()))
     assert sorted(path for path, _ in classifier) == [
