@@ -1,22 +1,19 @@
 """Global-batch losses over 8 virtual CPU devices agree with one device.
 
-Run by tests/test_parallel.py in a subprocess, because the device count must be set
-before jax is imported. Exits non-zero (AssertionError) on the first mismatch.
+Run by tests/test_parallel.py in a subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` (the device count must be set
+before jax is imported). Exits non-zero (AssertionError) on the first mismatch.
 """
 
-import os
+import functools
 
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
-import functools  # noqa: E402
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.sharding import Mesh  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
-
-import silhouette_jax as sj  # noqa: E402
+import silhouette_jax as sj
 
 NUM_DEVICES = 8
 B, D, C = 32, 6, 5

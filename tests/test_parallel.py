@@ -9,7 +9,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_global_batch_losses_match_single_device():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        XLA_FLAGS="--xla_force_host_platform_device_count=8",
+    )
     result = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "multidevice_checks.py")],
         capture_output=True,
