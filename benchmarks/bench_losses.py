@@ -84,32 +84,43 @@ QUICK = Sizes(
 # ---------------------------------------------------------------------------------------
 
 
-def median_time(
-    fn: Callable[[], object],
-    *,
-    min_reps: int = 5,
-    max_reps: int = 20,
-    budget_s: float = 3.0,
-) -> tuple[float, int]:
-    """Median wall time of ``fn()`` (blocked until ready) after one warm-up call.
-
-    The number of repetitions is ``budget_s`` divided by the warm-up-free first time,
-    clipped to ``[min_reps, max_reps]``.
-
-    Returns:
-      ``(median seconds, repetitions)``.
-    """
-    jax.block_until_ready(fn())  # compile and warm up
+def _seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     jax.block_until_ready(fn())
-    first = time.perf_counter() - start
-    reps = int(min(max_reps, max(min_reps, budget_s // max(first, 1e-9))))
-    times = [first]
-    for _ in range(reps - 1):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), reps
+    return time.perf_counter() - start
+
+
+def interleaved_medians(
+    fns: dict[str, Callable[[], object]],
+    *,
+    rounds: int,
+    round_budget_s: float = 0.5,
+    max_per_round: int = 4,
+) -> dict[str, tuple[float, int]]:
+    """Median wall times of several functions timed in turns, after a warm-up call each.
+
+    Each round times every function in turn (a fast one up to ``max_per_round`` times
+    in a row, within ``round_budget_s``), so that the load of a shared machine falls on
+    all of them alike and their ratios stay meaningful.
+
+    Args:
+      fns: name -> function of no arguments; its result is blocked on.
+      rounds: number of rounds.
+
+    Returns:
+      name -> ``(median seconds, number of timed calls)``.
+    """
+    times = {}
+    for name, fn in fns.items():
+        jax.block_until_ready(fn())  # compile and warm up
+        times[name] = [_seconds(fn)]
+    per_round = {
+        name: int(min(max_per_round, max(1, round_budget_s // t[0]))) for name, t in times.items()
+    }
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            times[name] += [_seconds(fn) for _ in range(per_round[name])]
+    return {name: (statistics.median(t), len(t)) for name, t in times.items()}
 
 
 def loss_and_grad(loss_fn: Callable, **kwargs) -> Callable:
@@ -131,27 +142,34 @@ def loss_inputs(batch: int, dim: int, num_classes: int, views: int | None, seed:
 # ---------------------------------------------------------------------------------------
 
 
-def bench_losses(sizes: Sizes) -> list[dict]:
+def bench_losses(sizes: Sizes, rounds: int = 5) -> list[dict]:
     """Forward+backward medians of every soft silhouette variant and of 2-view SupCon."""
+    supcon_name = "supcon (2 views)"
     rows = []
     for batch in sizes.batch_sizes:
         x, labels = loss_inputs(batch, sizes.dim, sizes.num_classes, views=None)
         features, _ = loss_inputs(batch, sizes.dim, sizes.num_classes, views=2)
         supcon = loss_and_grad(sj.supcon_loss, temperature=SUPCON_TEMPERATURE)
-        supcon_s, supcon_reps = median_time(
-            lambda f=supcon, a=features, y=labels: f(a, y), min_reps=3, max_reps=10
-        )
-        rows.append(dict(batch=batch, loss="supcon (2 views)", seconds=supcon_s, reps=supcon_reps))
-        variants = [(m, sizes.num_classes) for m in SOFT_METRICS] + [("cosine", None)]
-        for metric, num_classes in variants:
+        fns = {supcon_name: lambda f=supcon: f(features, labels)}
+        variants = {}
+        for metric in SOFT_METRICS:
+            variants[f"soft_silhouette {metric}, num_classes={sizes.num_classes}"] = (
+                metric,
+                sizes.num_classes,
+            )
+        variants["soft_silhouette cosine, num_classes=None"] = ("cosine", None)
+        for name, (metric, num_classes) in variants.items():
             fn = loss_and_grad(
                 sj.soft_silhouette_loss,
                 temperature=TEMPERATURE,
                 metric=metric,
                 num_classes=num_classes,
             )
-            seconds, reps = median_time(lambda f=fn, a=x, y=labels: f(a, y))
-            name = f"soft_silhouette {metric}, num_classes={num_classes}"
+            fns[name] = lambda f=fn: f(x, labels)
+        medians = interleaved_medians(fns, rounds=rounds)
+        supcon_s = medians[supcon_name][0]
+        for name, (seconds, reps) in medians.items():
+            metric, num_classes = variants.get(name, (None, None))
             rows.append(
                 dict(
                     batch=batch,
@@ -182,28 +200,32 @@ def blobs(n: int, dim: int, clusters: int, seed: int = 0) -> tuple[np.ndarray, n
     return x, labels
 
 
-def bench_score(sizes: Sizes) -> list[dict]:
-    """Medians of sj.silhouette_score and sklearn's on the same data, and |difference|."""
+def bench_score(sizes: Sizes, rounds: int = 3) -> list[dict]:
+    """Medians of sj.silhouette_score and sklearn's on the same data, and |difference|.
+
+    scikit-learn runs once per round (3 rounds: 3 calls), sj.silhouette_score (an eager
+    call on the same NumPy arrays, host-to-device copy included) in turn with it.
+    """
     from sklearn.metrics import silhouette_score as sk_silhouette_score
 
     rows = []
     for n in sizes.score_sizes:
         x, labels = blobs(n, sizes.score_dim, sizes.score_clusters)
-        ours_s, ours_reps = median_time(lambda a=x, y=labels: sj.silhouette_score(a, y))
+        fns = {
+            "sj": lambda a=x, y=labels: sj.silhouette_score(a, y),
+            "sklearn": lambda a=x, y=labels: sk_silhouette_score(a, y),
+        }
+        medians = interleaved_medians(fns, rounds=rounds, round_budget_s=1.0, max_per_round=3)
         ours = float(sj.silhouette_score(x, labels))
-        sk_times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            theirs = float(sk_silhouette_score(x, labels))
-            sk_times.append(time.perf_counter() - start)
-        sk_s = statistics.median(sk_times)
+        theirs = float(sk_silhouette_score(x, labels))
         rows.append(
             dict(
                 n=n,
-                seconds=ours_s,
-                reps=ours_reps,
-                sklearn_seconds=sk_s,
-                speedup=sk_s / ours_s,
+                seconds=medians["sj"][0],
+                reps=medians["sj"][1],
+                sklearn_seconds=medians["sklearn"][0],
+                sklearn_reps=medians["sklearn"][1],
+                speedup=medians["sklearn"][0] / medians["sj"][0],
                 ours=ours,
                 sklearn=theirs,
                 abs_diff=abs(ours - theirs),

@@ -358,7 +358,7 @@ def _fail(field: str, message: str) -> None:
 
 def validate_config(
     config: ml_collections.ConfigDict,
-    num_train_examples: int,
+    num_train_examples: int | None,
     num_devices: int,
     num_processes: int = 1,
 ) -> None:
@@ -366,17 +366,25 @@ def validate_config(
 
     Args:
       config: the run's config (missing loss fields take ``LOSS_DEFAULTS``).
-      num_train_examples: training examples of the whole training split.
+      num_train_examples: training examples of the whole training split (None: skip the check
+        that the global batch fits the data, for checks made before the data are read).
       num_devices: devices of the mesh (all processes); the global batch must divide by it.
       num_processes: processes feeding the mesh; each reads ``1 / num_processes`` of the data.
     """
     config = with_defaults(config)
-    method = get_method(config.method)
-    from experiments import models  # noqa: PLC0415 (keeps this module importable without flax)
+    method = get_method(config.get("method"))
+    # Imported here: the registries live with the data and the models.
+    from experiments import data, models  # noqa: PLC0415
 
+    if config.get("dataset") not in data.DATASETS:
+        _fail(
+            "dataset",
+            f"unknown dataset {config.get('dataset')!r}; valid datasets: {sorted(data.DATASETS)}.",
+        )
     if config.get("model") not in models.MODELS:
         _fail(
-            "model", f"unknown model {config.get('model')!r}; valid models: {list(models.MODELS)}."
+            "model",
+            f"unknown model {config.get('model')!r}; valid models: {sorted(models.MODELS)}.",
         )
 
     batch_size = config.batch_size
@@ -395,8 +403,8 @@ def validate_config(
             "batch_size",
             f"the global batch {batch_size} does not divide evenly over {num_processes} processes.",
         )
-    per_process_examples = num_train_examples // num_processes
-    if batch_size // num_processes > per_process_examples:
+    per_process_examples = (num_train_examples or 0) // num_processes
+    if num_train_examples is not None and batch_size // num_processes > per_process_examples:
         _fail(
             "batch_size",
             f"the global batch {batch_size} does not fit the data: each of {num_processes} "

@@ -52,8 +52,10 @@ but ``seed`` and ``RUN_CONTROL_FIELDS``), so repeated runs (seeds) do not recomp
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import os
@@ -88,26 +90,34 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "momentum": 0.9,  # sgd only
     "nesterov": False,  # sgd only
     "weight_decay": 1e-4,  # on kernels (ndim > 1) only
-    "warmup_epochs": 0.0,
+    "warmup_epochs": 0.0,  # capped at the stage's length minus one step
     "probe_epochs": 10,  # linear-probe epochs of pretrain+probe methods
     "probe_learning_rate": 0.0,  # 0: learning_rate
     "augment": "default",
-    "image_size": 0,  # 0: the dataset's default
+    "image_size": 0,  # 0 or None: the dataset's default
     "eval_batch_size": 0,  # 0: batch_size
     "max_steps_per_epoch": 0,  # 0: full epochs; > 0 caps the steps of each epoch (tests)
-    "checkpoint_every_steps": 0,  # 0: checkpoints at epoch ends only
+    "checkpoint_every_steps": 0,  # 0: no mid-epoch checkpoints
+    "checkpoint_every_epochs": 1,  # 0: only after the last epoch (an orbax save costs ~0.1 s)
     "max_to_keep": 2,
     "progress_bar": True,  # tqdm bars (only when stderr is a terminal)
     "sync_batch_norm": False,  # True: BatchNorm statistics of the global batch (bn_axis_name)
     "num_devices": 0,  # 0: every visible device
     "silhouette_metric_features": "euclidean",
     "silhouette_metric_projection": "cosine",
-    "data_dir": "",  # "": $TFDS_DATA_DIR or ~/tensorflow_datasets
+    "data_dir": "",  # "" or None: $TFDS_DATA_DIR or ~/tensorflow_datasets
 }
 
 #: Fields a resumed run may change: they do not affect any number the run produces.
 RUN_CONTROL_FIELDS = frozenset(
-    {"checkpoint_every_steps", "max_to_keep", "progress_bar", "data_dir", "eval_batch_size"}
+    {
+        "checkpoint_every_steps",
+        "checkpoint_every_epochs",
+        "max_to_keep",
+        "progress_bar",
+        "data_dir",
+        "eval_batch_size",
+    }
 )
 #: Fields that do not shape the compiled steps (the rest key the compilation cache).
 _NOT_COMPILED = RUN_CONTROL_FIELDS | {"seed"}
@@ -152,12 +162,15 @@ def _check_trainer_fields(config: ml_collections.ConfigDict) -> None:
     for field in ("probe_learning_rate", "weight_decay", "warmup_epochs", "momentum"):
         if not isinstance(config[field], int | float) or config[field] < 0:
             fail(field, f"must be a number >= 0, got {config[field]!r}.")
-    if config.warmup_epochs >= config.num_epochs:
-        fail(
-            "warmup_epochs",
-            f"must be < num_epochs={config.num_epochs}, got {config.warmup_epochs}.",
-        )
-    for field in ("max_steps_per_epoch", "checkpoint_every_steps", "num_devices", "image_size"):
+    for field in (
+        "max_steps_per_epoch",
+        "checkpoint_every_steps",
+        "checkpoint_every_epochs",
+        "num_devices",
+        "image_size",
+    ):
+        if field == "image_size" and config[field] is None:
+            continue
         if not isinstance(config[field], int) or config[field] < 0:
             fail(field, f"must be an int >= 0, got {config[field]!r}.")
     if not isinstance(config.max_to_keep, int) or config.max_to_keep < 1:
@@ -169,20 +182,6 @@ def _check_trainer_fields(config: ml_collections.ConfigDict) -> None:
             fail(field, f"must be 'euclidean', 'sqeuclidean' or 'cosine', got {config[field]!r}.")
     if not isinstance(config.seed, int):
         fail("seed", f"must be an int, got {config.seed!r}.")
-
-
-def _check_names(config: ml_collections.ConfigDict) -> None:
-    methods.get_method(config.get("method"))
-    if config.get("dataset") not in data.DATASETS:
-        raise ValueError(
-            f"config.dataset: unknown dataset {config.get('dataset')!r}; valid datasets: "
-            f"{sorted(data.DATASETS)}."
-        )
-    if config.get("model") not in models.MODELS:
-        raise ValueError(
-            f"config.model: unknown model {config.get('model')!r}; valid models: "
-            f"{sorted(models.MODELS)}."
-        )
 
 
 def _data_dir(config) -> str | None:
@@ -472,7 +471,8 @@ def compiled_train_step(config, mesh: Mesh, stage: Stage, steps_per_epoch: int, 
             axis_name=AXIS,
         )
         sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(AXIS), P(AXIS)), out_specs=P())
-        _COMPILED[key] = jax.jit(sharded, donate_argnums=0)
+        # No buffer donation: a checkpoint of the previous state may still be being written.
+        _COMPILED[key] = jax.jit(sharded)
     return _COMPILED[key]
 
 
@@ -522,6 +522,13 @@ def _train_batches(config, stage: Stage, epoch: int, skip: int) -> Iterable[dict
         process_count=jax.process_count(),
     )
     return data.iterate_numpy(ds)
+
+
+def _open_epoch(config, stage: Stage, epoch: int, skip: int):
+    """An iterator over the epoch's batches from batch ``skip`` on, its first batch read."""
+    batches = _train_batches(config, stage, epoch, skip)
+    first = next(batches, None)
+    return batches if first is None else itertools.chain([first], batches)
 
 
 def _eval_batches(config, split: str) -> list[dict[str, np.ndarray]]:
@@ -644,7 +651,11 @@ def _append_metrics(path: str, line: dict[str, Any]) -> None:
 
 def _checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=config.max_to_keep, enable_async_checkpointing=False, create=True
+        max_to_keep=config.max_to_keep,
+        enable_async_checkpointing=False,
+        create=True,
+        save_root_metadata=False,
+        enable_background_delete=True,
     )
     return ocp.CheckpointManager(
         os.path.join(os.path.abspath(workdir), "checkpoints"),
@@ -659,6 +670,38 @@ def _save(mngr: ocp.CheckpointManager, state, meta: dict[str, Any]) -> None:
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
         force=True,
     )
+
+
+class _BackgroundSaver:
+    """Saves checkpoints in a worker thread, one at a time, while training goes on.
+
+    An orbax save of a small model is mostly fixed overhead (~0.1 s); overlapping it with the
+    next epoch keeps it off the critical path. The arrays saved are immutable (the train step
+    does not donate its input), so the step may run while they are written. A save finishes
+    before the next one starts, and ``close`` waits for the last one (and raises its error).
+    """
+
+    def __init__(self, mngr: ocp.CheckpointManager):
+        self.mngr = mngr
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._pending: concurrent.futures.Future | None = None
+
+    def save(self, state, meta: dict[str, Any]) -> None:
+        self.wait()
+        self._pending = self._pool.submit(_save, self.mngr, state, meta)
+
+    def wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown()
+            self.mngr.wait_until_finished()
+            self.mngr.close()
 
 
 def _restore(mngr: ocp.CheckpointManager, make_template) -> tuple[Any, dict[str, Any]] | None:
@@ -784,19 +827,29 @@ def _progress(config, total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, leave=False, disable=not enabled)
 
 
-def prepare_run(config: ml_collections.ConfigDict, mesh: Mesh | None = None):
-    """Validates ``config`` (one clear ValueError) and prepares its data; returns
-    ``(config with defaults, mesh, number of training examples)``."""
+def check_config(
+    config: ml_collections.ConfigDict, mesh: Mesh | None = None
+) -> tuple[ml_collections.ConfigDict, Mesh]:
+    """Every check that needs no data: one clear ValueError naming the field, before anything
+    is built. Returns ``(config with defaults, mesh)``."""
     config = with_defaults(config)
-    _check_names(config)
-    _check_trainer_fields(config)
+    if not isinstance(config.num_devices, int) or config.num_devices < 0:
+        raise ValueError(f"config.num_devices: must be an int >= 0, got {config.num_devices!r}.")
     mesh = mesh if mesh is not None else make_mesh(config.num_devices)
+    methods.validate_config(config, None, num_devices=mesh.size, num_processes=jax.process_count())
+    _check_trainer_fields(config)
+    return config, mesh
+
+
+def prepare_data(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
+    """Prepares the dataset (never downloads), checks that the global batch fits it and
+    returns the number of training examples."""
     data.prepare(config.dataset, _data_dir(config))
     num_train = data.num_examples(config.dataset, "train", _data_dir(config))
     methods.validate_config(
         config, num_train, num_devices=mesh.size, num_processes=jax.process_count()
     )
-    return config, mesh, num_train
+    return num_train
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -815,7 +868,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       data.DatasetNotFoundError: the dataset is not prepared.
       CheckpointError: the work directory holds an unreadable or incompatible run.
     """
-    config, mesh, num_train = prepare_run(config)
+    config, mesh = check_config(config)
     os.makedirs(workdir, exist_ok=True)
     _check_stored_config(workdir, config)
     final_path = os.path.join(workdir, "final.json")
@@ -823,6 +876,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         final = _read_json(final_path)
         logger.info("%s holds a finished run: %s", workdir, final)
         return final
+    num_train = prepare_data(config, mesh)
 
     info = data.get_dataset_info(config.dataset)
     all_stages = stages(config)
@@ -855,76 +909,95 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     test = None
     global_step = position["step"]
 
-    for epoch in range(position["epochs_done"], total_epochs):
-        stage, _ = _stage_of_epoch(all_stages, epoch)
-        step_fn = compiled_train_step(config, mesh, stage, steps_per_epoch, graphdefs)
-        start_step = position["step_in_epoch"] if epoch == position["epochs_done"] else 0
-        started = time.perf_counter()
-        batches = _train_batches(config, stage, epoch, start_step)
-        bar = _progress(
-            config, steps_per_epoch, start_step, f"{stage.name} {epoch + 1}/{total_epochs}"
-        )
-        for step_in_epoch in range(start_step, steps_per_epoch):
-            batch = next(batches)
-            state = step_fn(
-                state, _global_array(mesh, batch["image"]), _global_array(mesh, batch["label"])
+    # The next epoch's input pipeline is built (and its first batch read) in a background
+    # thread while this epoch is evaluated and checkpointed.
+    loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    saver = _BackgroundSaver(mngr)
+    first_epoch = position["epochs_done"]
+    upcoming = None
+    if first_epoch < total_epochs:
+        stage = _stage_of_epoch(all_stages, first_epoch)[0]
+        upcoming = loader.submit(_open_epoch, config, stage, first_epoch, position["step_in_epoch"])
+
+    try:
+        for epoch in range(first_epoch, total_epochs):
+            stage, _ = _stage_of_epoch(all_stages, epoch)
+            step_fn = compiled_train_step(config, mesh, stage, steps_per_epoch, graphdefs)
+            start_step = position["step_in_epoch"] if epoch == first_epoch else 0
+            started = time.perf_counter()
+            batches = upcoming.result()
+            bar = _progress(
+                config, steps_per_epoch, start_step, f"{stage.name} {epoch + 1}/{total_epochs}"
             )
-            global_step += 1
-            bar.update(1)
-            every = config.checkpoint_every_steps
-            if every and global_step % every == 0 and step_in_epoch + 1 < steps_per_epoch:
+            for step_in_epoch in range(start_step, steps_per_epoch):
+                batch = next(batches)
+                state = step_fn(
+                    state, _global_array(mesh, batch["image"]), _global_array(mesh, batch["label"])
+                )
+                global_step += 1
+                bar.update(1)
+                every = config.checkpoint_every_steps
+                if every and global_step % every == 0 and step_in_epoch + 1 < steps_per_epoch:
+                    meta = {
+                        "epochs_done": epoch,
+                        "step_in_epoch": step_in_epoch + 1,
+                        "step": global_step,
+                        "stage": stage.name,
+                        "epoch_time_s": partial_time + time.perf_counter() - started,
+                    }
+                    saver.save(state, meta)
+            bar.close()
+            sums = _fetch_sums(state["sums"])
+            epoch_time = partial_time + time.perf_counter() - started
+            partial_time = 0.0
+
+            last_epoch = epoch + 1 == total_epochs
+            next_stage = stage if last_epoch else _stage_of_epoch(all_stages, epoch + 1)[0]
+            if not last_epoch:
+                upcoming = loader.submit(_open_epoch, config, next_stage, epoch + 1, 0)
+
+            eval_started = time.perf_counter()
+            val = _predict(eval_fn, state, mesh, val_batches)
+            test = _predict(eval_fn, state, mesh, test_batches)
+            line = epoch_metrics(
+                epoch=epoch + 1,
+                stage=stage,
+                sums=sums,
+                steps=steps_per_epoch,
+                global_step=global_step,
+                val=val,
+                test=test,
+                config=config,
+                num_classes=info.num_classes,
+                epoch_time_s=epoch_time,
+                eval_time_s=time.perf_counter() - eval_started,
+            )
+            # The line is written before the checkpoint that covers it: a run killed in between
+            # redoes the epoch and drops the line (_truncate_metrics).
+            _append_metrics(metrics_path, line)
+            lines.append(line)
+            logger.info("%s", json.dumps(line, sort_keys=True))
+
+            # The epoch-end checkpoint holds the state the next epoch starts from.
+            state = dict(state, sums=_zero_sums_like(state["sums"]))
+            if next_stage.name != stage.name:
+                state = jax.device_put(
+                    _enter_stage(state, config, next_stage, steps_per_epoch), replicated
+                )
+            every_epochs = config.checkpoint_every_epochs
+            if last_epoch or (every_epochs and (epoch + 1) % every_epochs == 0):
                 meta = {
-                    "epochs_done": epoch,
-                    "step_in_epoch": step_in_epoch + 1,
+                    "epochs_done": epoch + 1,
+                    "step_in_epoch": 0,
                     "step": global_step,
-                    "stage": stage.name,
-                    "epoch_time_s": partial_time + time.perf_counter() - started,
+                    "stage": next_stage.name,
+                    "epoch_time_s": 0.0,
                 }
-                _save(mngr, state, meta)
-        bar.close()
-        sums = _fetch_sums(state["sums"])
-        epoch_time = partial_time + time.perf_counter() - started
-        partial_time = 0.0
+                saver.save(state, meta)
+    finally:
+        loader.shutdown(wait=False, cancel_futures=True)
+        saver.close()
 
-        eval_started = time.perf_counter()
-        val = _predict(eval_fn, state, mesh, val_batches)
-        test = _predict(eval_fn, state, mesh, test_batches)
-        line = epoch_metrics(
-            epoch=epoch + 1,
-            stage=stage,
-            sums=sums,
-            steps=steps_per_epoch,
-            global_step=global_step,
-            val=val,
-            test=test,
-            config=config,
-            num_classes=info.num_classes,
-            epoch_time_s=epoch_time,
-            eval_time_s=time.perf_counter() - eval_started,
-        )
-        _append_metrics(metrics_path, line)
-        lines.append(line)
-        logger.info("%s", line)
-
-        # The epoch-end checkpoint holds the state the next epoch starts from.
-        next_stage = (
-            _stage_of_epoch(all_stages, epoch + 1)[0] if epoch + 1 < total_epochs else stage
-        )
-        state = dict(state, sums=_zero_sums_like(state["sums"]))
-        if next_stage.name != stage.name:
-            state = jax.device_put(
-                _enter_stage(state, config, next_stage, steps_per_epoch), replicated
-            )
-        meta = {
-            "epochs_done": epoch + 1,
-            "step_in_epoch": 0,
-            "step": global_step,
-            "stage": next_stage.name,
-            "epoch_time_s": 0.0,
-        }
-        _save(mngr, state, meta)
-
-    mngr.wait_until_finished()
     if test is None:  # Resumed after the last epoch's checkpoint: evaluate the final state.
         test = _predict(eval_fn, state, mesh, test_batches)
     final = final_metrics(config, lines)
@@ -950,13 +1023,18 @@ def _zero_sums_like(sums):
 def main(argv: list[str]) -> None:
     """``python -m experiments.train --config FILE [--config.FIELD=VALUE ...] --workdir DIR``."""
     from absl import flags  # noqa: PLC0415
+    from absl import logging as absl_logging  # noqa: PLC0415
 
     if len(argv) > 1:
         raise SystemExit(f"error: unexpected arguments {argv[1:]}")
-    FLAGS = flags.FLAGS
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax and TFDS are chatty at INFO
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     try:
-        final = train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        final = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
     except (ValueError, CheckpointError, data.DatasetNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None
     print(json.dumps(final, indent=2, sort_keys=True))

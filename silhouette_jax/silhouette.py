@@ -37,8 +37,8 @@ SOFT_METRICS = ("euclidean", "sqeuclidean", "cosine")
 EXACT_METRICS = ("euclidean", "sqeuclidean", "cosine", "precomputed")
 CLOSED_FORM_METRICS = ("sqeuclidean", "cosine")
 
-#: Default temperature of the soft silhouette, in distance units. See docs/temperature.md
-#: for the experiment that chose it.
+#: Default temperature of the soft silhouette, in distance units. See docs/study.md for the
+#: validation sweep that chose it.
 DEFAULT_TEMPERATURE = 0.1
 
 # Largest number of elements of one [rows, columns] block (64 MiB in float32). Bigger
