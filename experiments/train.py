@@ -451,8 +451,23 @@ def _psum(x, axis_name):
 _COMPILED: dict[tuple, Any] = {}
 
 
-def _cache_key(config, mesh: Mesh, *extra) -> tuple:
-    shaping = {k: v for k, v in config.to_dict().items() if k not in _NOT_COMPILED}
+#: The config fields the evaluation step depends on (the model's).
+_MODEL_FIELDS = (
+    "dataset",
+    "model",
+    "model_kwargs",
+    "projection_dim",
+    "image_size",
+    "sync_batch_norm",
+)
+
+
+def _cache_key(config, mesh: Mesh, *extra, fields: Iterable[str] | None = None) -> tuple:
+    shaping = {
+        k: v
+        for k, v in config.to_dict().items()
+        if (k in fields if fields is not None else k not in _NOT_COMPILED)
+    }
     devices = tuple(d.id for d in mesh.devices.flat)
     return (json.dumps(shaping, sort_keys=True, default=str), devices, *extra)
 
@@ -478,7 +493,7 @@ def compiled_train_step(config, mesh: Mesh, stage: Stage, steps_per_epoch: int, 
 
 def compiled_eval_step(config, mesh: Mesh, graphdefs):
     """``jit(shard_map(eval_step))``: (params, rest, images [E, ...]) -> sharded outputs."""
-    key = _cache_key(config, mesh, "eval")
+    key = _cache_key(config, mesh, "eval", fields=_MODEL_FIELDS)
     if key not in _COMPILED:
         step = functools.partial(eval_step, graphdef=graphdefs["eval"])
         sharded = jax.shard_map(step, mesh=mesh, in_specs=(P(), P(), P(AXIS)), out_specs=P(AXIS))

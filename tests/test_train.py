@@ -1,0 +1,328 @@
+"""End-to-end tests of experiments/train.py: a few steps of every method on sklearn_digits,
+resume after SIGKILL, finished / corrupt / mismatched work directories, bad configs, and every
+paper config on mocked data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from experiments import data, methods, train
+from experiments.configs import digits
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TIMING = ("epoch_time_s", "eval_time_s", "train_time_s", "mean_epoch_time_s", "median_epoch_time_s")
+LINE_KEYS = {
+    "epoch",
+    "stage",
+    "steps",
+    "step",
+    "train_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "test_accuracy",
+    "test_silhouette_features",
+    "test_silhouette_projection",
+    "epoch_time_s",
+    "eval_time_s",
+}
+# A tiny model and few steps: the whole loop runs, fast.
+TINY = {
+    "model_kwargs": {"widths": (8,)},
+    "projection_dim": 16,
+    "batch_size": 32,
+    "eval_batch_size": 128,
+    "max_steps_per_epoch": 3,
+    "num_epochs": 3,
+    "probe_epochs": 1,
+    "learning_rate": 3e-3,
+    "warmup_epochs": 0,
+    "checkpoint_every_steps": 0,
+    "progress_bar": False,
+}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("tfds"))
+    data.prepare("sklearn_digits", path)
+    return path
+
+
+def _config(data_dir, **overrides):
+    config = digits.get_config()
+    config.update({**TINY, "data_dir": data_dir})
+    config.update(overrides)
+    return config
+
+
+def _without_timing(obj):
+    if isinstance(obj, list):
+        return [_without_timing(x) for x in obj]
+    return {k: v for k, v in obj.items() if k not in TIMING}
+
+
+def _lines(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def _snapshot(workdir):
+    """{relative path: bytes} of every file under ``workdir``."""
+    files = {}
+    for root, _, names in os.walk(workdir):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, workdir)] = f.read()
+    return files
+
+
+@pytest.fixture(scope="module")
+def finished_runs(data_dir, tmp_path_factory):
+    """One finished run per method: {method: (workdir, final metrics)}."""
+    runs = {}
+    for name in methods.METHODS:
+        workdir = str(tmp_path_factory.mktemp(name.replace("+", "_")))
+        runs[name] = (workdir, train.train_and_evaluate(_config(data_dir, method=name), workdir))
+    return runs
+
+
+@pytest.mark.parametrize("name", list(methods.METHODS))
+def test_every_method_trains_and_writes_its_workdir(finished_runs, name):
+    workdir, final = finished_runs[name]
+    method = methods.get_method(name)
+    lines = _lines(workdir)
+    expected_stages = ["joint"] * 3 if not method.two_stage else ["pretrain"] * 3 + ["probe"]
+    assert [m["stage"] for m in lines] == expected_stages
+    assert [m["epoch"] for m in lines] == list(range(1, len(lines) + 1))
+    for m in lines:
+        stage_terms = ("ce",) if m["stage"] == "probe" else method.terms
+        assert LINE_KEYS | {f"train_{t}" for t in stage_terms} == set(m)
+        assert m["steps"] == 3 and np.isfinite(m["train_loss"])
+        assert -1.0 <= m["test_silhouette_features"] <= 1.0
+        assert -1.0 <= m["test_silhouette_projection"] <= 1.0
+        if m["stage"] == "pretrain":  # The classifier is not trained yet.
+            assert m["test_accuracy"] is None and m["train_accuracy"] is None
+        else:
+            assert 0.0 <= m["val_accuracy"] <= 1.0 and 0.0 <= m["test_accuracy"] <= 1.0
+    assert lines[-1]["step"] == 3 * len(lines)
+    # The total is the weighted sum of the terms (weights of the digits config).
+    config = _config("")
+    weights = {"ce": 1.0, "sil": config.sil_weight, "supcon": config.supcon_weight}
+    weights |= {"center": config.center_weight, "proxy_nca": 1.0}
+    first = lines[0]
+    total = sum(weights[t] * first[f"train_{t}"] for t in method.terms)
+    np.testing.assert_allclose(first["train_loss"], total, rtol=1e-5)
+
+    with open(os.path.join(workdir, "final.json")) as f:
+        assert json.load(f) == final
+    assert final["method"] == name and final["epochs"] == len(lines)
+    assert final["test_accuracy"] == lines[-1]["test_accuracy"]
+    embeddings = np.load(os.path.join(workdir, "test_embeddings.npz"))
+    num_test = data.num_examples("sklearn_digits", "test", config.data_dir or None) or 360
+    assert embeddings["features"].shape == (num_test, 8)
+    assert embeddings["projection"].shape == (num_test, 16)
+    assert embeddings["labels"].shape == (num_test,)
+    np.testing.assert_allclose(np.linalg.norm(embeddings["projection"], axis=-1), 1.0, rtol=1e-4)
+    # Accuracy is computed on the real test rows only (the last eval batch is padded).
+    accuracy = np.mean(embeddings["logits"].argmax(-1) == embeddings["labels"])
+    assert final["test_accuracy"] == pytest.approx(accuracy)
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["method"] == name
+
+
+def test_ce_loss_decreases(finished_runs):
+    losses = [m["train_loss"] for m in _lines(finished_runs["ce"][0])]
+    assert losses[-1] < losses[0]
+
+
+def test_finished_run_just_reports(finished_runs, data_dir):
+    workdir, final = finished_runs["ce+sil"]
+    before = _snapshot(workdir)
+    again = train.train_and_evaluate(_config(data_dir, method="ce+sil"), workdir)
+    assert again == final
+    assert _snapshot(workdir) == before
+
+
+def test_mismatched_config_is_refused_and_nothing_is_touched(finished_runs, data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(finished_runs["ce+sil"][0], workdir)
+    os.remove(os.path.join(workdir, "final.json"))
+    before = _snapshot(workdir)
+    with pytest.raises(train.CheckpointError, match=r"sil_weight: 1\.0 -> 0\.5"):
+        train.train_and_evaluate(_config(data_dir, method="ce+sil", sil_weight=0.5), workdir)
+    assert _snapshot(workdir) == before
+
+
+def test_corrupt_checkpoint_is_reported_and_not_overwritten(finished_runs, data_dir, tmp_path):
+    workdir = str(tmp_path / "run")
+    shutil.copytree(finished_runs["ce"][0], workdir)
+    os.remove(os.path.join(workdir, "final.json"))
+    checkpoints = os.path.join(workdir, "checkpoints")
+    latest = max(int(d) for d in os.listdir(checkpoints) if d.isdigit())
+    for root, _, names in os.walk(os.path.join(checkpoints, str(latest), "state")):
+        for name in names:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    before = _snapshot(workdir)
+    with pytest.raises(train.CheckpointError, match=rf"checkpoints/{latest}.*left untouched"):
+        train.train_and_evaluate(_config(data_dir, method="ce"), workdir)
+    assert _snapshot(workdir) == before
+
+
+def test_resume_from_a_mid_run_checkpoint_drops_unfinished_epochs(
+    finished_runs, data_dir, tmp_path
+):
+    """Rolling a finished run back to its epoch-2 checkpoint (plus a stray metrics line of
+    epoch 3) and rerunning reproduces the same metrics."""
+    source, final = finished_runs["center"]
+    workdir = str(tmp_path / "run")
+    shutil.copytree(source, workdir)
+    os.remove(os.path.join(workdir, "final.json"))
+    checkpoints = os.path.join(workdir, "checkpoints")
+    steps = sorted(int(d) for d in os.listdir(checkpoints) if d.isdigit())
+    assert steps == [6, 9]  # max_to_keep=2 of the epoch-end checkpoints
+    shutil.rmtree(os.path.join(checkpoints, "9"))
+    resumed = train.train_and_evaluate(_config(data_dir, method="center"), workdir)
+    assert _without_timing(resumed) == _without_timing(final)
+    assert _without_timing(_lines(workdir)) == _without_timing(_lines(source))
+
+
+def test_bad_config_fails_before_anything_is_built(data_dir, tmp_path):
+    workdir = str(tmp_path / "never")
+    for overrides, field in [
+        ({"batch_size": 1}, "batch_size"),
+        ({"sil_weight": -1.0}, "sil_weight"),
+        ({"method": "supcon", "augment": "none"}, "augment"),
+        ({"batch_size": 2048}, "batch_size"),  # more than the 1,077 training digits
+        ({"method": "triplet"}, "method"),
+        ({"dataset": "mnist"}, "dataset"),
+        ({"model": "vgg"}, "model"),
+        ({"optimizer": "lamb"}, "optimizer"),
+    ]:
+        with pytest.raises(ValueError, match=rf"^config\.{field}: "):
+            train.train_and_evaluate(_config(data_dir, **overrides), workdir)
+    # Only the data-dependent check (the batch that does not fit) needed the work directory.
+    assert not os.path.exists(os.path.join(workdir, "metrics.jsonl"))
+
+
+def _write_config_file(path, data_dir, **overrides):
+    values = {**TINY, "data_dir": data_dir, **overrides}
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            from experiments.configs import digits
+
+            def get_config():
+                config = digits.get_config()
+                config.update({values!r})
+                return config
+            """
+        )
+    )
+
+
+def test_sigkilled_run_resumes_to_the_same_final_metrics(finished_runs, data_dir, tmp_path):
+    """A run killed (SIGKILL) after its first mid-epoch checkpoint and restarted ends with the
+    same metrics as the uninterrupted run (``finished_runs``: same config, other checkpoint
+    frequency, which is a run-control field)."""
+    reference_dir, reference = finished_runs["ce+sil"]
+    overrides = {"method": "ce+sil", "checkpoint_every_steps": 2}
+    config_file = tmp_path / "config.py"
+    _write_config_file(config_file, data_dir, **overrides)
+    workdir = str(tmp_path / "killed")
+    checkpoints = os.path.join(workdir, "checkpoints")
+    command = [sys.executable, "-m", "experiments.train", "--config", str(config_file)]
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    process = subprocess.Popen(
+        [*command, "--workdir", workdir],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if os.path.isdir(checkpoints) and any(d.isdigit() for d in os.listdir(checkpoints)):
+            break
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    assert not os.path.exists(os.path.join(workdir, "final.json")), "killed too late"
+    killed_lines = _lines(workdir) if os.path.exists(os.path.join(workdir, "metrics.jsonl")) else []
+
+    resumed = train.train_and_evaluate(_config(data_dir, **overrides), workdir)
+    assert _without_timing(resumed) == _without_timing(reference)
+    lines = _lines(workdir)
+    assert _without_timing(lines) == _without_timing(_lines(reference_dir))
+    # Epochs the checkpoint covered were not trained again (their lines, times included, stay).
+    kept = [m for m in killed_lines if m in lines]
+    assert lines[: len(kept)] == kept
+
+
+# --------------------------------------------------------------------------- paper configs
+
+PAPER_CONFIGS = [
+    "cifar10",
+    "cifar100",
+    "cars196",
+    "caltech101",
+    "oxford_flowers102",
+    "caltech256",
+    "fgvc_aircraft",
+]
+
+
+def _fake_image_folder(root, splits, classes=2, per_class=8):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for c in range(classes):
+            folder = os.path.join(root, split, f"class_{c}")
+            os.makedirs(folder)
+            for i in range(per_class):
+                pixels = rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(os.path.join(folder, f"{i}.jpg"))
+
+
+@pytest.mark.parametrize("config_name", PAPER_CONFIGS)
+def test_paper_configs_train_on_mock_data(config_name, tmp_path):
+    import importlib
+
+    config = importlib.import_module(f"experiments.configs.{config_name}").get_config()
+    info = data.get_dataset_info(config.dataset)
+    config.update(
+        {
+            **TINY,
+            "model": "small_cnn",
+            "image_size": 8,
+            "batch_size": 4,
+            "eval_batch_size": 4,
+            "num_epochs": 1,
+            "max_steps_per_epoch": 2,
+            "method": "ce",
+            "data_dir": str(tmp_path / "data"),
+        }
+    )
+    if info.kind == "folder":
+        splits = {"caltech256": ("train", "test"), "fgvc_aircraft": ("train", "val", "test")}
+        _fake_image_folder(tmp_path / "data" / info.tfds_name, splits[config.dataset])
+        final = train.train_and_evaluate(config, str(tmp_path / "run"))
+    else:
+        with tfds.testing.mock_data(num_examples=8):
+            final = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert final["dataset"] == config.dataset and final["steps"] == 2
+    assert np.isfinite(final["train_loss"]) and 0.0 <= final["test_accuracy"] <= 1.0
