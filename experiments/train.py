@@ -605,8 +605,8 @@ def _config_dict(config) -> dict[str, Any]:
     return json.loads(config.to_json_best_effort(sort_keys=True))
 
 
-def _check_stored_config(workdir: str, config) -> None:
-    """Writes ``config.json`` on a first run; refuses a rerun with a different config."""
+def _check_stored_config(workdir: str, config) -> bool:
+    """Refuses a rerun with a different config; True when ``config.json`` exists (and matches)."""
     path = os.path.join(workdir, "config.json")
     current = _config_dict(config)
     if not os.path.exists(path):
@@ -617,9 +617,7 @@ def _check_stored_config(workdir: str, config) -> None:
                 f"{workdir} holds checkpoints but no config.json: cannot tell which run they "
                 "belong to. Use another --workdir (nothing was overwritten)."
             )
-        if jax.process_index() == 0:
-            _write_json(path, current)
-        return
+        return False
     try:
         stored = _read_json(path)
     except (OSError, ValueError) as e:
@@ -635,6 +633,7 @@ def _check_stored_config(workdir: str, config) -> None:
             f"{workdir} holds a run with a different config ({details}); use another --workdir "
             "(nothing was overwritten)."
         )
+    return True
 
 
 def _read_metrics(path: str) -> list[dict[str, Any]]:
@@ -884,14 +883,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       CheckpointError: the work directory holds an unreadable or incompatible run.
     """
     config, mesh = check_config(config)
-    os.makedirs(workdir, exist_ok=True)
-    _check_stored_config(workdir, config)
+    has_config = _check_stored_config(workdir, config)
     final_path = os.path.join(workdir, "final.json")
-    if os.path.exists(final_path):
+    if has_config and os.path.exists(final_path):
         final = _read_json(final_path)
         logger.info("%s holds a finished run: %s", workdir, final)
         return final
     num_train = prepare_data(config, mesh)
+    # Only a config that passed every check is stored (a rejected one must not pin the workdir).
+    os.makedirs(workdir, exist_ok=True)
+    if not has_config and jax.process_index() == 0:
+        _write_json(os.path.join(workdir, "config.json"), _config_dict(config))
 
     info = data.get_dataset_info(config.dataset)
     all_stages = stages(config)
