@@ -27,12 +27,17 @@ Work directory ``DIR``:
 * ``config.json`` — the full config of the run (defaults filled in). A rerun must use the same
   config except the fields in ``RUN_CONTROL_FIELDS`` (they do not change the numbers); anything
   else — ``num_epochs`` included, since the cosine schedule depends on it — is refused.
-* ``checkpoints/<step>/`` — orbax checkpoints (train state + a JSON position record), every
-  ``checkpoint_every_steps`` steps (0: never mid-epoch) and at each epoch end; the newest
-  ``max_to_keep`` are kept. A rerun resumes from the newest; the data order and augmentation are
-  functions of ``(seed, epoch)`` and the already-done batches of the epoch are skipped, so a run
-  killed at any point finishes with the same metrics as an uninterrupted one. An unreadable
-  checkpoint is reported (``CheckpointError``) and left untouched.
+* ``checkpoints/<step>/`` — orbax checkpoints: the train state (parameters, BatchNorm statistics
+  and any model RNG state, method state, optimizer state, step, the epoch's running sums) and a
+  JSON record of the position (epochs done, batch within the epoch, stage). They are written every
+  ``checkpoint_every_steps`` steps (0: never mid-epoch) and at the end of every
+  ``checkpoint_every_epochs``-th epoch (default 1: each epoch; the last epoch always); the newest
+  ``max_to_keep`` are kept. Saves run in a background thread while training goes on. A rerun
+  resumes from the newest: the input pipeline holds no RNG state (order and augmentation are
+  functions of ``(seed, epoch, example)``) and the already-done batches of the epoch are skipped,
+  so a run killed at any point (SIGKILL included) finishes with the same metrics as an
+  uninterrupted one. An unreadable checkpoint is reported (``CheckpointError``) and left
+  untouched.
 * ``metrics.jsonl`` — one JSON object per finished epoch (see ``epoch_metrics``); on resume the
   lines of epochs the checkpoint does not cover are dropped.
 * ``final.json`` — the final metrics (the dict ``train_and_evaluate`` returns). When it exists a
@@ -48,6 +53,11 @@ features (``silhouette_metric_features``, default Euclidean) and of the L2-norma
 
 Compiled steps are cached per process, keyed on the config fields that shape them (everything
 but ``seed`` and ``RUN_CONTROL_FIELDS``), so repeated runs (seeds) do not recompile.
+
+Multi-host: the mesh spans ``jax.devices()`` of every process; each process reads its own shard
+of the data (``make_dataset(process_index=, process_count=)``) and feeds its rows with
+``jax.make_array_from_process_local_data``; only process 0 writes the JSON files, orbax writes
+each checkpoint once. (Calling ``jax.distributed.initialize`` is left to the launcher.)
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import inspect
 import itertools
 import json
 import logging
@@ -92,7 +103,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": 1e-4,  # on kernels (ndim > 1) only
     "warmup_epochs": 0.0,  # capped at the stage's length minus one step
     "probe_epochs": 10,  # linear-probe epochs of pretrain+probe methods
-    "probe_learning_rate": 0.0,  # 0: learning_rate
+    "probe_learning_rate": 0.0,  # 0: learning_rate (a linear probe usually wants more)
     "augment": "default",
     "image_size": 0,  # 0 or None: the dataset's default
     "eval_batch_size": 0,  # 0: batch_size
@@ -116,20 +127,17 @@ RUN_CONTROL_FIELDS = frozenset(
         "max_to_keep",
         "progress_bar",
         "data_dir",
-        "eval_batch_size",
     }
 )
 #: Fields that do not shape the compiled steps (the rest key the compilation cache).
 _NOT_COMPILED = RUN_CONTROL_FIELDS | {"seed"}
 
-# Parameter groups of the train state, and which of them each stage trains.
-_GROUPS = ("classifier", "body", "method")
+# Which parameter groups of the train state ({classifier, body, method}) each stage trains.
 _TRAINABLE = {
     "joint": ("classifier", "body", "method"),
     "pretrain": ("body", "method"),
     "probe": ("classifier",),
 }
-_TIMING_KEYS = ("epoch_time_s", "eval_time_s")
 
 logger = logging.getLogger(__name__)
 
@@ -249,7 +257,8 @@ def create_model(config: ml_collections.ConfigDict) -> nnx.Module:
     """The config's model (``models.create_model``), initialised from ``config.seed``."""
     info = data.get_dataset_info(config.dataset)
     kwargs = dict(config.model_kwargs)
-    if config.sync_batch_norm:
+    accepts = inspect.signature(models.MODELS[config.model]).parameters
+    if config.sync_batch_norm and "bn_axis_name" in accepts:  # (models without BatchNorm: no-op)
         kwargs["bn_axis_name"] = AXIS
     return models.create_model(
         config.model,
@@ -410,7 +419,11 @@ def train_step(
     if stage.name == "probe":
         rest = state["rest"]  # Inference-mode BatchNorm: statistics unchanged.
     else:
-        rest = jax.tree.map(lambda x: _pmean(x, axis_name), rest)
+        # Running statistics of the local rows, averaged over devices. (Integer and key leaves,
+        # such as a dropout RNG stream, advance identically on every device.)
+        rest = jax.tree.map(
+            lambda x: _pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.floating) else x, rest
+        )
         method_state = methods.update_state(
             method, method_state, outputs, labels, config, axis_name
         )
