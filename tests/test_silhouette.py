@@ -132,19 +132,24 @@ def test_soft_silhouette_matches_reference(case):
     rng = np.random.default_rng(seed)
     x, labels = clustered_batch(rng, b, d, c, spread=1.5)
     where = rng.random(b) > 0.25 if use_mask else None
-    kwargs = dict(metric=metric, normalize=normalize, where=where)
+    kwargs = dict(metric=metric, normalize=normalize)
     num_classes = c if give_k else None
+
+    @jax.jit
+    def soft(x, labels, where, temperature):
+        kw = dict(kwargs, num_classes=num_classes, where=where, temperature=temperature)
+        return sj.soft_silhouette(x, labels, **kw), sj.soft_silhouette_loss(x, labels, **kw)
+
     for temperature in (0.0, 0.05, 0.5, 3.0):
-        s, valid = sj.soft_silhouette(
-            x, labels, temperature=temperature, num_classes=num_classes, **kwargs
+        (s, valid), loss = soft(x, labels, where, temperature)
+        ref_s, ref_valid = reference.soft_silhouette(
+            x, labels, temperature=temperature, where=where, **kwargs
         )
-        ref_s, ref_valid = reference.soft_silhouette(x, labels, temperature=temperature, **kwargs)
         np.testing.assert_array_equal(valid, ref_valid)
         np.testing.assert_allclose(s, ref_s, atol=2e-5)
-        loss = sj.soft_silhouette_loss(
-            x, labels, temperature=temperature, num_classes=num_classes, **kwargs
+        expected = reference.soft_silhouette_loss(
+            x, labels, temperature=temperature, where=where, **kwargs
         )
-        expected = reference.soft_silhouette_loss(x, labels, temperature=temperature, **kwargs)
         assert abs(float(loss) - expected) < 2e-5
 
 
