@@ -257,7 +257,7 @@ def create_model(config: ml_collections.ConfigDict) -> nnx.Module:
     """The config's model (``models.create_model``), initialised from ``config.seed``."""
     info = data.get_dataset_info(config.dataset)
     kwargs = dict(config.model_kwargs)
-    accepts = inspect.signature(models.MODELS[config.model]).parameters
+    accepts = inspect.signature(models.MODELS[config.model].__init__).parameters
     if config.sync_batch_norm and "bn_axis_name" in accepts:  # (models without BatchNorm: no-op)
         kwargs["bn_axis_name"] = AXIS
     return models.create_model(

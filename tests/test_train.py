@@ -371,3 +371,14 @@ def test_four_devices_train_like_one_device(finished_runs, data_dir, tmp_path):
                 assert b[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
             else:
                 assert b[key] == value, key
+
+
+def test_sync_batch_norm_reaches_the_batch_norm_layers(data_dir):
+    config = train.with_defaults(_config(data_dir))
+    model = train.create_model(config)
+    assert model.blocks[0].bn.axis_name == train.AXIS
+    model = train.create_model(train.with_defaults(_config(data_dir, sync_batch_norm=False)))
+    assert model.blocks[0].bn.axis_name is None
+    # A model without BatchNorm accepts the option (nothing to synchronise).
+    mlp = _config(data_dir, dataset="mnist1d", model="mlp", model_kwargs={"widths": (4,)})
+    assert train.create_model(train.with_defaults(mlp)).feature_dim == 4
