@@ -214,7 +214,8 @@ def describe(c: Comparison, a: str, b: str, what: str, unit: str, decimals: int)
         f" (seeds: {c.a.n} vs {c.b.n}"
     )
     if not math.isnan(c.welch_t):
-        numbers += f"; Welch t = {c.welch_t:.2f}, p = {c.welch_p:.3f}"
+        p_text = "p < 0.001" if c.welch_p < 0.001 else f"p = {c.welch_p:.3f}"
+        numbers += f"; Welch t = {c.welch_t:.2f}, {p_text}"
     numbers += ")"
     if c.verdict == "better":
         head = f"`{a}` beat `{b}`"
@@ -319,13 +320,24 @@ def _meta_lines(meta: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -
         reused = sum(bool(r.get("reused")) for r in records)
         note = f", {reused} of the runs reused from an earlier invocation" if reused else ""
         lines.append(f"- Wall-clock time of the job: {meta['wall_time_s']:.0f} s{note}")
-    for dataset, c in (meta.get("configs") or {}).items():
+    if meta.get("process_time_s") is not None:
+        lines.append(
+            f"- Wall-clock time of the whole command (imports, data checks, runs): "
+            f"{meta['process_time_s']:.0f} s"
+        )
+    configs = meta.get("configs") or {}
+    for dataset in _ordered(list(configs), datasets_of(records)):
+        c = configs[dataset]
         fields = ", ".join(f"{k}={v}" for k, v in c.items() if v is not None)
         lines.append(f"- `{dataset}`: {fields}")
     machine = meta.get("machine") or {}
     if machine:
-        load = machine.get("load_average_at_start")
-        load_text = f", load average at start {load[0]:.1f}" if load else ""
+        load = [machine.get(f"load_average_at_{when}") for when in ("start", "end")]
+        load_text = "".join(
+            f", 1-min load average at {when} {value[0]:.1f}"
+            for when, value in zip(("start", "end"), load, strict=True)
+            if value
+        )
         lines.append(
             f"- Machine: {machine.get('cpu_count')} CPUs, JAX devices "
             f"{machine.get('jax_devices')}{load_text}"
@@ -425,17 +437,18 @@ def plot_accuracy(records: Sequence[Mapping[str, Any]], path: str) -> str:
         means = [s.mean * 100 for s in stats]
         stds = [0.0 if math.isnan(s.std) else s.std * 100 for s in stats]
         xs = np.arange(len(names))
-        colors = ["tab:red" if "sil" in m else "tab:blue" for m in names]
-        ax.bar(xs, means, yerr=stds, capsize=4, color=colors, alpha=0.6)
-        for x, s in zip(xs, stats, strict=True):
-            ax.plot([x] * s.n, np.asarray(s.values) * 100, "k.", markersize=4)
+        for x, name, s, mean, std in zip(xs, names, stats, means, stds, strict=True):
+            # Points, not bars: the axis does not start at 0, and bars would exaggerate gaps.
+            color = "tab:red" if "sil" in name else "tab:blue"
+            ax.errorbar([x], [mean], yerr=[std], fmt="o", color=color, capsize=5, markersize=7)
+            jitter = np.linspace(-0.12, 0.12, s.n) if s.n > 1 else np.zeros(s.n)
+            ax.plot(x + 0.25 + jitter, np.asarray(s.values) * 100, ".", color="0.4", markersize=5)
         ax.set_xticks(xs, names, rotation=45, ha="right")
+        ax.set_xlim(-0.6, len(names) - 0.3)
         ax.set_ylabel("top-1 test accuracy (%)")
         ax.set_title(dataset)
-        finite = [m - s for m, s in zip(means, stds, strict=True) if not math.isnan(m)]
-        if finite:
-            ax.set_ylim(max(0.0, min(finite) - 5), min(100.0, max(means) + 5))
-    fig.suptitle("Accuracy by method (mean ± std over seeds; dots: seeds)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Top-1 test accuracy (mean ± std over seeds; grey dots: the seeds; red: uses Sil)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
