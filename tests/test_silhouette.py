@@ -267,7 +267,7 @@ DEGENERATE = {
 @pytest.mark.parametrize("metric", METRICS)
 def test_degenerate_batches_have_finite_gradients(name, metric):
     x, labels = DEGENERATE[name]
-    settings = [(0.0, True, None), (0.1, True, int(labels.max()) + 1), (0.1, False, None)]
+    settings = [(0.0, True, None), (0.1, False, int(labels.max()) + 1)]
     for temperature, normalize, num_classes in settings:
         f = functools.partial(
             sj.soft_silhouette_loss,
@@ -308,21 +308,18 @@ def test_composes_with_jit_vmap_grad_and_dtypes():
     labels = jnp.asarray(rng.integers(0, 3, size=(3, 12)))
     f = lambda x, y: sj.soft_silhouette_loss(x, y, num_classes=3)
     batched = jax.jit(jax.vmap(jax.value_and_grad(f)))(xs, labels)
+    single = jax.jit(jax.value_and_grad(f))
     for k in range(3):
         chex.assert_trees_all_close(
-            (batched[0][k], batched[1][k]), jax.value_and_grad(f)(xs[k], labels[k]), atol=1e-6
+            (batched[0][k], batched[1][k]), single(xs[k], labels[k]), atol=1e-6
         )
-    bf16 = f(xs[0].astype(jnp.bfloat16), labels[0])
-    assert bf16.dtype == jnp.float32
-    assert (
-        abs(float(bf16) - float(f(xs[0].astype(jnp.bfloat16).astype(jnp.float32), labels[0])))
-        < 1e-6
-    )
-    grad_bf16 = jax.grad(f)(xs[0].astype(jnp.bfloat16), labels[0])
-    assert grad_bf16.dtype == jnp.bfloat16
+    bf16, grad_bf16 = single(xs[0].astype(jnp.bfloat16), labels[0])
+    assert bf16.dtype == jnp.float32 and grad_bf16.dtype == jnp.bfloat16
+    rounded = single(xs[0].astype(jnp.bfloat16).astype(jnp.float32), labels[0])[0]
+    assert abs(float(bf16) - float(rounded)) < 1e-6
     with jax.enable_x64(True):
         x64 = jnp.asarray(np.asarray(xs[0]), jnp.float64)
-        out = f(x64, labels[0])
+        out = jax.jit(f)(x64, labels[0])
         assert out.dtype == jnp.float64
         assert (
             abs(
@@ -389,7 +386,7 @@ def jitted(metric, temperature, num_classes=None):
 @hypothesis.given(
     batch=batches,
     metric=st.sampled_from(METRICS),
-    temperature=st.sampled_from([0.0, 0.01, 0.3, 5.0]),
+    temperature=st.sampled_from([0.0, 0.3]),
 )
 def test_property_bounds_and_finite_gradients(batch, metric, temperature):
     x, labels = batch
