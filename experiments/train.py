@@ -88,7 +88,7 @@ from jax.sharding import Mesh, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import silhouette_jax as sj  # noqa: E402
-from experiments import data, methods, models  # noqa: E402
+from experiments import data, distributed, methods, models  # noqa: E402
 
 AXIS = "data"
 
@@ -715,6 +715,11 @@ class _BackgroundSaver:
 
     def save(self, state, meta: dict[str, Any]) -> None:
         self.wait()
+        if jax.process_count() > 1:
+            # Orbax's multi-process barriers are JAX collectives; every process must issue its
+            # collectives in the same order, so a save may not overlap the steps from a thread.
+            _save(self.mngr, state, meta)
+            return
         self._pending = self._pool.submit(_save, self.mngr, state, meta)
 
     def wait(self) -> None:
@@ -870,7 +875,17 @@ def check_config(
 
 def prepare_data(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
     """Prepares the dataset (never downloads), checks that the global batch fits it and
-    returns the number of training examples."""
+    returns the number of training examples.
+
+    In a multi-process run the builtin datasets (generated into ``data_dir``, which the processes
+    may share) are prepared by process 0 first, then by the others (a no-op on a shared
+    directory)."""
+    if jax.process_count() > 1 and data.get_dataset_info(config.dataset).kind == "builtin":
+        from jax.experimental import multihost_utils  # noqa: PLC0415
+
+        if jax.process_index() == 0:
+            data.prepare(config.dataset, _data_dir(config))
+        multihost_utils.sync_global_devices("experiments.train.prepare_data")
     data.prepare(config.dataset, _data_dir(config))
     num_train = data.num_examples(config.dataset, "train", _data_dir(config))
     methods.validate_config(
@@ -1064,6 +1079,8 @@ def main(argv: list[str]) -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     try:
+        # First, before any device is touched: joins the other processes of a multi-host launch.
+        distributed.initialize_from_env()
         final = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
     except (ValueError, CheckpointError, data.DatasetNotFoundError) as e:
         raise SystemExit(f"error: {e}") from None

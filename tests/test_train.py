@@ -334,43 +334,145 @@ def test_paper_configs_train_on_mock_data(config_name, tmp_path):
 
 # --------------------------------------------------------------------------- data parallel
 
+NUM_DEVICES = 8
+# One subprocess with 8 virtual CPU devices (XLA_FLAGS is read when jax starts) runs:
+# the TINY config data-parallel with global-batch losses ("global"), one step of per-device losses
+# ("per_device"), and a global batch that does not divide over the devices ("indivisible").
 _MULTIDEVICE_SCRIPT = """
 import json, os, sys
-os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
 from experiments import train
 from experiments.configs import digits
 
-config = digits.get_config()
-config.update(json.loads(sys.argv[1]))
-train.train_and_evaluate(config, sys.argv[2])
+runs, root = json.loads(sys.argv[1]), sys.argv[2]
+out = {}
+for name, overrides in runs.items():
+    config = digits.get_config()
+    config.update(overrides)
+    workdir = os.path.join(root, name)
+    try:
+        train.train_and_evaluate(config, workdir)
+        out[name] = "ok"
+    except ValueError as e:
+        out[name] = {"error": str(e), "workdir_exists": os.path.exists(workdir)}
+print(json.dumps(out))
 """
 
 
-def test_four_devices_train_like_one_device(finished_runs, data_dir, tmp_path):
-    """Data-parallel training over 4 virtual CPU devices (global-batch metric losses,
-    synchronised BatchNorm) gives the losses, accuracies and silhouettes of the one-device run
-    of the same config (``finished_runs``)."""
-    reference_dir, _ = finished_runs["ce+sil+supcon"]
-    overrides = {**TINY, "method": "ce+sil+supcon", "num_devices": 4, "data_dir": data_dir}
-    workdir = str(tmp_path / "run")
+@pytest.fixture(scope="module")
+def multidevice_runs(data_dir, tmp_path_factory):
+    """{name: (workdir, outcome)} of the runs of ``_MULTIDEVICE_SCRIPT`` on 8 devices."""
+    common = {**TINY, "method": "ce+sil+supcon", "num_devices": NUM_DEVICES, "data_dir": data_dir}
+    runs = {
+        "global": common,
+        "per_device": {
+            **common,
+            "global_batch_loss": False,
+            "num_epochs": 1,
+            "max_steps_per_epoch": 1,
+        },
+        "indivisible": {**common, "batch_size": 36},
+    }
+    root = str(tmp_path_factory.mktemp("multidevice"))
     result = subprocess.run(
-        [sys.executable, "-c", _MULTIDEVICE_SCRIPT, json.dumps(overrides), workdir],
+        [sys.executable, "-c", _MULTIDEVICE_SCRIPT, json.dumps(runs), root],
         cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", "")),
+        env=dict(
+            os.environ,
+            PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            XLA_FLAGS=f"--xla_force_host_platform_device_count={NUM_DEVICES}",
+        ),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    one, four = _lines(reference_dir), _lines(workdir)
-    assert len(one) == len(four) == 3
-    for a, b in zip(one, four, strict=True):
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    return {name: (os.path.join(root, name), outcome[name]) for name in runs}, runs
+
+
+def test_eight_devices_train_like_one_device(finished_runs, multidevice_runs):
+    """Data-parallel training over 8 virtual CPU devices (global-batch metric losses,
+    synchronised BatchNorm) gives the losses, accuracies and silhouettes of the one-device run
+    of the same config (``finished_runs``)."""
+    reference_dir, _ = finished_runs["ce+sil+supcon"]
+    workdir, outcome = multidevice_runs[0]["global"]
+    assert outcome == "ok"
+    one, eight = _lines(reference_dir), _lines(workdir)
+    assert len(one) == len(eight) == 3
+    for a, b in zip(one, eight, strict=True):
         for key, value in _without_timing(a).items():
             # Sums over devices are ordered differently: float32 rounding, compounded by steps.
             if isinstance(value, float):
                 assert b[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
             else:
                 assert b[key] == value, key
+
+
+def _shard_losses(projection, labels, config, num_shards):
+    """(global-batch, mean of per-shard) soft silhouette and SupCon of [B, V, P] projections,
+    computed on one device without any axis."""
+    import jax
+
+    import silhouette_jax as sj
+
+    def losses(p, y):
+        sil = sj.soft_silhouette_loss(
+            p.reshape(-1, p.shape[-1]),
+            jax.numpy.repeat(y, p.shape[1]),
+            temperature=config.sil_temperature,
+            metric=config.sil_metric,
+            num_classes=10,
+        )
+        return {"sil": sil, "supcon": sj.supcon_loss(p, y, temperature=config.supcon_temperature)}
+
+    whole = jax.jit(losses)(projection, labels)
+    b = labels.shape[0] // num_shards
+    shards = jax.jit(jax.vmap(losses))(
+        projection.reshape((num_shards, b) + projection.shape[1:]), labels.reshape(num_shards, b)
+    )
+    return (
+        {k: float(v) for k, v in whole.items()},
+        {k: float(np.mean(v)) for k, v in shards.items()},
+    )
+
+
+def test_per_device_losses_are_another_objective(multidevice_runs):
+    """``global_batch_loss=False`` trains, and its first step's metric losses are the mean over
+    the 8 devices of each device's own loss (recomputed here on one device from the initial model
+    and the first batch), not the global batch's; CE is a per-sample mean, the same either way."""
+    import optax
+
+    workdir, outcome = multidevice_runs[0]["per_device"]
+    assert outcome == "ok"
+    (line,) = _lines(workdir)
+    # The initial model (train-mode BatchNorm over the whole batch = synchronised BatchNorm) on
+    # the first global batch of epoch 0.
+    overrides = multidevice_runs[1]["per_device"]
+    config = train.with_defaults(_config(**overrides))
+    stage = train.stages(config)[0]
+    batch = next(iter(train._train_batches(config, stage, 0, 0)))
+    model = train.create_model(train.with_defaults(_config("", sync_batch_norm=False)))
+    images, labels = batch["image"], batch["label"]
+    b, v = images.shape[:2]
+    outputs = model(images.reshape((b * v,) + images.shape[2:]))
+    projection = np.asarray(outputs["projection"]).reshape(b, v, -1)
+    logits = np.asarray(outputs["logits"])
+    whole, per_device = _shard_losses(projection, labels, config, NUM_DEVICES)
+
+    for term in ("sil", "supcon"):
+        assert line[f"train_{term}"] == pytest.approx(per_device[term], rel=1e-5), term
+        # A different objective: the difference is far above float32 noise.
+        assert abs(per_device[term] - whole[term]) > 1e-3 * abs(whole[term]), term
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, np.repeat(labels, v)).mean()
+    assert line["train_ce"] == pytest.approx(float(ce), rel=1e-5)
+
+
+def test_indivisible_global_batch_is_refused(multidevice_runs):
+    workdir, outcome = multidevice_runs[0]["indivisible"]
+    assert outcome == {
+        "error": "config.batch_size: the global batch 36 does not divide evenly over 8 devices.",
+        "workdir_exists": False,
+    }
 
 
 def test_sync_batch_norm_reaches_the_batch_norm_layers(data_dir):
