@@ -209,8 +209,10 @@ def _num(x: float, decimals: int) -> str:
 def describe(c: Comparison, a: str, b: str, what: str, unit: str, decimals: int) -> str:
     """One sentence saying what ``c`` measured, claiming no more than that."""
     sa, sb = format_stat(c.a, c.scale, decimals), format_stat(c.b, c.scale, decimals)
+    difference_unit = " points" if unit.strip() == "%" else unit
     numbers = (
-        f"{what} {sa}{unit} vs {sb}{unit}, difference {c.difference:+.{decimals}f}{unit}"
+        f"{what} {sa}{unit} vs {sb}{unit}, difference {c.difference:+.{decimals}f}"
+        f"{difference_unit}"
         f" (seeds: {c.a.n} vs {c.b.n}"
     )
     if not math.isnan(c.welch_t):

@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> str:
         "dataset": args.dataset,
         "method": args.method,
         "seeds": seeds,
-        "epochs": runs[0].config.num_epochs,
+        "epochs": sorted({run.config.num_epochs for run in runs}),
         "fixed": {k: v for k, v in fixed.items() if k != "data_dir"},
         "grid": grid,
         "wall_time_s": time.perf_counter() - started,

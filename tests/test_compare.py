@@ -20,23 +20,19 @@ def data_dir(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("tfds"))
 
 
-@pytest.fixture(scope="module")
-def quick_job(tmp_path_factory, data_dir):
-    """``--quick`` on sklearn_digits, methods ce and ce+sil, seeds 0 and 1."""
-    out = str(tmp_path_factory.mktemp("compare") / "out")
-    argv = ["--quick", "--datasets", "sklearn_digits", "--methods", "ce,ce+sil", "--seeds", "2"]
-    argv += ["--out", out, "--data-dir", data_dir]
-    compare.main(argv)
-    return out, argv
-
-
 def _results(out: str) -> dict:
     with open(os.path.join(out, "results.json")) as f:
         return json.load(f)
 
 
-def test_quick_job_writes_records_report_and_figures(quick_job):
-    out, _ = quick_job
+def test_quick_job_end_to_end(tmp_path, data_dir):
+    """One test (one pytest-xdist worker): the job, its records, report, figures, compilation
+    cache, reuse on rerun and refusal of a changed config."""
+    out = str(tmp_path / "out")
+    argv = ["--quick", "--datasets", "sklearn_digits", "--methods", "ce,ce+sil", "--seeds", "2"]
+    argv += ["--out", out, "--data-dir", data_dir]
+    compare.main(argv)
+
     records = _results(out)["records"]
     assert [(r["dataset"], r["method"], r["seed"]) for r in records] == [
         ("sklearn_digits", "ce", 0),
@@ -50,12 +46,13 @@ def test_quick_job_writes_records_report_and_figures(quick_job):
         assert r["time_per_epoch_s"] > 0
         assert r["epochs"] == 1 and r["steps"] == 2  # --quick: 1 epoch of 2 steps
         workdir = os.path.join(out, r["workdir"])
-        assert r["workdir"] == os.path.join(
-            "runs", "sklearn_digits", r["method"], f"seed{r['seed']}"
-        )
+        expected = os.path.join("runs", "sklearn_digits", r["method"], f"seed{r['seed']}")
+        assert r["workdir"] == expected
         with open(os.path.join(workdir, "final.json")) as f:
             assert json.load(f)["test_accuracy"] == r["test_accuracy"]
         assert os.path.exists(os.path.join(workdir, "test_embeddings.npz"))
+        if r["seed"] == 1:  # The first seed compiled the steps; the second reuses them.
+            assert r["compilations"] == 0, r
 
     with open(os.path.join(out, "report.md")) as f:
         report = f.read()
@@ -73,27 +70,15 @@ def test_quick_job_writes_records_report_and_figures(quick_job):
         assert image.ndim == 3 and min(image.shape[:2]) > 100
         assert f"figures/{name}.png" in report
 
-
-def test_second_seed_does_not_recompile(quick_job):
-    records = _results(quick_job[0])["records"]
-    for r in records:
-        if r["seed"] == 1:
-            assert r["compilations"] == 0, r
-
-
-def test_rerun_reuses_finished_runs(quick_job):
-    out, argv = quick_job
-    before = _results(out)["records"]
+    # Rerun: every run is reused, with the same numbers.
     compare.main(argv + ["--no-report"])
-    after = _results(out)["records"]
-    assert all(r["reused"] for r in after)
-    for a, b in zip(before, after, strict=True):
+    again = _results(out)["records"]
+    assert all(r["reused"] for r in again)
+    for a, b in zip(records, again, strict=True):
         assert a["test_accuracy"] == b["test_accuracy"]
         assert a["test_silhouette_features"] == b["test_silhouette_features"]
 
-
-def test_rerun_with_another_config_is_refused_before_training(quick_job):
-    out, argv = quick_job
+    # Another config in the same folder is refused before anything trains.
     with pytest.raises(ValueError, match=r"--out: .*another config.*num_epochs.*--fresh"):
         compare.main(argv + ["--epochs", "2"])
 
@@ -166,3 +151,38 @@ def test_config_precedence():
     assert np.isclose(
         compare.build_config("mnist1d", "ce", 0, overrides={"sil_weight": 3}).sil_weight, 3.0
     )
+
+
+def test_sweep_grid_helpers():
+    from experiments import sweep  # noqa: PLC0415
+
+    grid = sweep.parse_grid(["sil_weight=0.1,1", "sil_metric=cosine,euclidean"])
+    assert grid == {"sil_weight": [0.1, 1], "sil_metric": ["cosine", "euclidean"]}
+    points = sweep.grid_points(grid)
+    assert len(points) == 4 and points[1] == {"sil_weight": 0.1, "sil_metric": "euclidean"}
+    assert sweep.point_name(points[1]) == "sil_weight=0.1,sil_metric=euclidean"
+    for bad in (["sil_weight"], ["sil_weight="], ["a=1", "a=2"]):
+        with pytest.raises(ValueError, match="--grid"):
+            sweep.parse_grid(bad)
+
+
+def test_sweep_scores_on_validation_only(tmp_path, data_dir):
+    from experiments import sweep  # noqa: PLC0415
+
+    out = tmp_path / "sweep"
+    argv = ["--dataset", "sklearn_digits", "--method", "ce", "--seeds", "1", "--epochs", "1"]
+    argv += ["--grid", "learning_rate=0.01,0.03", "--set", "max_steps_per_epoch=2"]
+    sweep.main(argv + ["--out", str(out), "--data-dir", data_dir])
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [r["params"] for r in rows] == [{"learning_rate": 0.01}, {"learning_rate": 0.03}]
+    for row in rows:
+        final = json.loads(
+            (out / "runs" / sweep.point_name(row["params"]) / "seed0" / "final.json").read_text()
+        )
+        assert row["val_accuracy"] == [final["val_accuracy"]]
+        assert not any("test" in key for key in row)
+    best = max(range(2), key=lambda i: rows[i]["val_accuracy_mean"])
+    table = [
+        line for line in (out / "sweep.md").read_text().splitlines() if line.startswith("| 0.0")
+    ]
+    assert "**best**" in table[best] and "**best**" not in table[1 - best]

@@ -86,7 +86,7 @@ def test_honest_reading_follows_the_numbers():
     a, b = np.asarray(TOY["ce+sil"][0]) * 100, np.asarray(TOY["ce"][0]) * 100
     t = (a.mean() - b.mean()) / np.sqrt(a.var(ddof=1) / 3 + b.var(ddof=1) / 3)
     assert f"t = {t:.2f}" in win
-    assert f"difference {a.mean() - b.mean():+.2f} %" in win
+    assert f"difference {a.mean() - b.mean():+.2f} points" in win
     # The hybrid and SupCon overlap: no claim either way.
     assert "No measurable difference between `ce+sil+supcon` and `supcon`" in _sentence(
         sentences, "ce+sil+supcon", "supcon"
