@@ -471,12 +471,24 @@ def make_parser() -> argparse.ArgumentParser:
         prog="python -m experiments.compare",
         description="Runs every method on every dataset with several seeds, then the report.",
     )
-    parser.add_argument("--datasets", default=",".join(DEFAULT_DATASETS))
+    parser.add_argument(
+        "--datasets",
+        default=",".join(DEFAULT_DATASETS),
+        help="comma-separated (default: %(default)s)",
+    )
     parser.add_argument("--methods", default=None, help="comma-separated (default: all)")
-    parser.add_argument("--seeds", default=None, help="N (0..N-1) or a list like 3,7 (default 3)")
+    parser.add_argument(
+        "--seeds", default=None, help="N (0..N-1) or a list like 3,7 (default 3; 1 with --quick)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="num_epochs of every run")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, repeatable",
+    )
+    parser.add_argument("--out", default=DEFAULT_OUT, help="report folder (default: %(default)s)")
     parser.add_argument("--fresh", action="store_true", help="use a new folder <out>-<time>")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (tests)")
     parser.add_argument("--data-dir", default=None, help="TFDS data directory")
