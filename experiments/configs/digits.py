@@ -21,8 +21,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.eval_batch_size = 512
     config.optimizer = "adamw"
-    config.learning_rate = 1e-3
+    config.learning_rate = 0.01  # validation sweep, docs/study.md
     config.weight_decay = 1e-4
     config.warmup_epochs = 1
-    config.probe_epochs = 5
+    config.probe_epochs = 20
+    config.probe_learning_rate = 0.1  # the linear probe needs a larger rate (sweep)
+    config.sil_metric = "euclidean"
+    config.sil_temperature = 0.1
+    config.sil_weight = 1.0
     return config
