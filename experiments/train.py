@@ -54,10 +54,13 @@ features (``silhouette_metric_features``, default Euclidean) and of the L2-norma
 Compiled steps are cached per process, keyed on the config fields that shape them (everything
 but ``seed`` and ``RUN_CONTROL_FIELDS``), so repeated runs (seeds) do not recompile.
 
-Multi-host: the mesh spans ``jax.devices()`` of every process; each process reads its own shard
-of the data (``make_dataset(process_index=, process_count=)``) and feeds its rows with
-``jax.make_array_from_process_local_data``; only process 0 writes the JSON files, orbax writes
-each checkpoint once. (Calling ``jax.distributed.initialize`` is left to the launcher.)
+Multi-host (``docs/scaling.md``): the same command on every host; ``main`` first calls
+``distributed.initialize_from_env()`` (``jax.distributed.initialize`` when the environment names a
+coordinator, process count and id, or ``JAX_DISTRIBUTED=auto``). The mesh spans ``jax.devices()``
+of every process; each process reads its own shard of the data (``make_dataset(process_index=,
+process_count=)``) and feeds its rows with ``jax.make_array_from_process_local_data``; only
+process 0 writes the JSON files; every process takes part in each orbax save (made on the
+training thread: orbax's barriers are collectives) and restores on resume.
 """
 
 from __future__ import annotations
