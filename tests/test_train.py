@@ -358,21 +358,8 @@ print(json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def multidevice_runs(data_dir, tmp_path_factory):
-    """{name: (workdir, outcome)} of the runs of ``_MULTIDEVICE_SCRIPT`` on 8 devices."""
-    common = {**TINY, "method": "ce+sil+supcon", "num_devices": NUM_DEVICES, "data_dir": data_dir}
-    runs = {
-        "global": common,
-        "per_device": {
-            **common,
-            "global_batch_loss": False,
-            "num_epochs": 1,
-            "max_steps_per_epoch": 1,
-        },
-        "indivisible": {**common, "batch_size": 36},
-    }
-    root = str(tmp_path_factory.mktemp("multidevice"))
+def _run_on_eight_devices(runs, root):
+    """{name: outcome} of ``_MULTIDEVICE_SCRIPT`` on 8 virtual devices: "ok" or the error."""
     result = subprocess.run(
         [sys.executable, "-c", _MULTIDEVICE_SCRIPT, json.dumps(runs), root],
         cwd=REPO,
@@ -386,23 +373,19 @@ def multidevice_runs(data_dir, tmp_path_factory):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
-    return {name: (os.path.join(root, name), outcome[name]) for name in runs}, runs
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_eight_devices_train_like_one_device(finished_runs, multidevice_runs):
-    """Data-parallel training over 8 virtual CPU devices (global-batch metric losses,
-    synchronised BatchNorm) gives the losses, accuracies and silhouettes of the one-device run
-    of the same config (``finished_runs``)."""
-    reference_dir, _ = finished_runs["ce+sil+supcon"]
-    workdir, outcome = multidevice_runs[0]["global"]
-    assert outcome == "ok"
-    one, eight = _lines(reference_dir), _lines(workdir)
-    assert len(one) == len(eight) == 3
-    for a, b in zip(one, eight, strict=True):
+def _assert_same_metrics(one, many):
+    """Metrics lines of a one-device and a many-device run agree up to float32 rounding: sums
+    over devices are ordered differently, compounded by the steps. The test-set silhouettes are
+    bounded ratios that amplify tiny shifts of the features: absolute 1e-4."""
+    assert len(one) == len(many)
+    for a, b in zip(one, many, strict=True):
         for key, value in _without_timing(a).items():
-            # Sums over devices are ordered differently: float32 rounding, compounded by steps.
-            if isinstance(value, float):
+            if key.startswith("test_silhouette"):
+                assert b[key] == pytest.approx(value, abs=1e-4), key
+            elif isinstance(value, float):
                 assert b[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
             else:
                 assert b[key] == value, key
@@ -436,43 +419,68 @@ def _shard_losses(projection, labels, config, num_shards):
     )
 
 
-def test_per_device_losses_are_another_objective(multidevice_runs):
-    """``global_batch_loss=False`` trains, and its first step's metric losses are the mean over
-    the 8 devices of each device's own loss (recomputed here on one device from the initial model
-    and the first batch), not the global batch's; CE is a per-sample mean, the same either way."""
+def _assert_per_device_objective(line, overrides):
+    """The first step's metric losses of a ``global_batch_loss=False`` run are the mean over the
+    devices of each device's own loss (recomputed here on one device from the initial model and
+    the first batch), not the global batch's; CE is a per-sample mean, the same either way."""
     import optax
+    from flax import nnx
 
-    workdir, outcome = multidevice_runs[0]["per_device"]
-    assert outcome == "ok"
-    (line,) = _lines(workdir)
-    # The initial model (train-mode BatchNorm over the whole batch = synchronised BatchNorm) on
-    # the first global batch of epoch 0.
-    overrides = multidevice_runs[1]["per_device"]
     config = train.with_defaults(_config(**overrides))
     stage = train.stages(config)[0]
     batch = next(iter(train._train_batches(config, stage, 0, 0)))
+    # Train-mode BatchNorm over the whole batch = synchronised BatchNorm over the devices.
     model = train.create_model(train.with_defaults(_config("", sync_batch_norm=False)))
     images, labels = batch["image"], batch["label"]
     b, v = images.shape[:2]
-    outputs = model(images.reshape((b * v,) + images.shape[2:]))
+    outputs = nnx.jit(lambda m, x: m(x))(model, images.reshape((b * v,) + images.shape[2:]))
     projection = np.asarray(outputs["projection"]).reshape(b, v, -1)
-    logits = np.asarray(outputs["logits"])
     whole, per_device = _shard_losses(projection, labels, config, NUM_DEVICES)
-
+    # Tolerance: BatchNorm statistics summed over devices vs over the batch, float32 (~1e-5).
     for term in ("sil", "supcon"):
-        assert line[f"train_{term}"] == pytest.approx(per_device[term], rel=1e-5), term
-        # A different objective: the difference is far above float32 noise.
+        assert line[f"train_{term}"] == pytest.approx(per_device[term], rel=1e-4), term
+        # A different objective: the difference is ten times the tolerance, or more.
         assert abs(per_device[term] - whole[term]) > 1e-3 * abs(whole[term]), term
+    logits = np.asarray(outputs["logits"])
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, np.repeat(labels, v)).mean()
-    assert line["train_ce"] == pytest.approx(float(ce), rel=1e-5)
+    assert line["train_ce"] == pytest.approx(float(ce), rel=1e-4)
 
 
-def test_indivisible_global_batch_is_refused(multidevice_runs):
-    workdir, outcome = multidevice_runs[0]["indivisible"]
-    assert outcome == {
+def test_eight_devices(finished_runs, data_dir, tmp_path):
+    """On 8 virtual CPU devices (one subprocess; one test, so that pytest-xdist workers do not
+    each start it):
+
+    * global-batch metric losses and synchronised BatchNorm: the losses, accuracies and
+      silhouettes of the one-device run of the same config (``finished_runs``);
+    * ``global_batch_loss=False`` trains, and optimises the mean of the per-device losses;
+    * a global batch that does not divide over the devices is refused before anything is built.
+    """
+    common = {**TINY, "method": "ce+sil+supcon", "num_devices": NUM_DEVICES, "data_dir": data_dir}
+    runs = {
+        "global": common,
+        "per_device": {
+            **common,
+            "global_batch_loss": False,
+            "num_epochs": 1,
+            "max_steps_per_epoch": 1,
+        },
+        "indivisible": {**common, "batch_size": 36},
+    }
+    outcome = _run_on_eight_devices(runs, str(tmp_path))
+
+    assert outcome["indivisible"] == {
         "error": "config.batch_size: the global batch 36 does not divide evenly over 8 devices.",
         "workdir_exists": False,
     }
+    assert outcome["global"] == "ok"
+    reference_dir, _ = finished_runs["ce+sil+supcon"]
+    eight = _lines(str(tmp_path / "global"))
+    assert len(eight) == 3
+    _assert_same_metrics(_lines(reference_dir), eight)
+
+    assert outcome["per_device"] == "ok"
+    (line,) = _lines(str(tmp_path / "per_device"))
+    _assert_per_device_objective(line, runs["per_device"])
 
 
 def test_sync_batch_norm_reaches_the_batch_norm_layers(data_dir):
