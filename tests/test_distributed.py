@@ -80,8 +80,8 @@ CONFIG = {
     "projection_dim": 16,
     "batch_size": 32,
     "eval_batch_size": 128,
-    "max_steps_per_epoch": 3,
-    "num_epochs": 2,
+    "max_steps_per_epoch": 2,
+    "num_epochs": 3,  # checkpoints at steps 2, 4, 6; orbax deletes step 2 (max_to_keep=2)
     "learning_rate": 3e-3,
     "warmup_epochs": 0,
     "progress_bar": False,
@@ -89,7 +89,7 @@ CONFIG = {
 }
 
 # Each process runs the command-line trainer (``python -m experiments.train`` is exactly
-# ``app.run(train.main)``), then rolls the finished run back to its epoch-1 checkpoint and resumes
+# ``app.run(train.main)``), then rolls the finished run back to its epoch-2 checkpoint and resumes
 # it in the same processes (the compiled steps are reused, so the resume costs ~1 s).
 _WORKER = """
 import json, os, shutil, sys
@@ -268,7 +268,7 @@ def test_two_processes_train_like_one_process_and_resume(tmp_path):
        few ulps (and the test-set silhouette adds its rows in another order, since evaluation
        shards are contiguous per process). Hence relative 1e-4 (silhouettes: absolute 1e-4), the
        tolerance of the 8-vs-1-device test. The work directory is written once (process 0).
-    3. Both processes restore the epoch-1 checkpoint (which both wrote) and finish with exactly
+    3. Both processes restore the epoch-2 checkpoint (which both wrote) and finish with exactly
        the metrics of the uninterrupted run.
     """
     results, two, one = _launch(tmp_path)
@@ -286,7 +286,7 @@ def test_two_processes_train_like_one_process_and_resume(tmp_path):
         _assert_close(r["first"], single_final)
     lines_two = reports[0]["first_lines"]
     lines_one = _read_lines(os.path.join(one, "metrics.jsonl"))
-    assert len(lines_two) == len(lines_one) == 2  # written once, by process 0
+    assert len(lines_two) == len(lines_one) == 3  # written once, by process 0
     for a, b in zip(lines_one, lines_two, strict=True):
         _assert_close(b, a)
     with open(os.path.join(two, "config.json")) as f, open(os.path.join(one, "config.json")) as g:
@@ -296,9 +296,9 @@ def test_two_processes_train_like_one_process_and_resume(tmp_path):
     assert stored_two == stored_one
 
     for r in reports:
-        assert r["checkpoints"] == [3, 6]
+        assert r["checkpoints"] == [4, 6]
         assert _without_timing(r["resumed"]) == _without_timing(r["first"])
     lines = _read_lines(os.path.join(two, "metrics.jsonl"))
     assert _without_timing(lines) == _without_timing(lines_two)
-    assert lines[0] == lines_two[0]  # epoch 1 was not trained again
-    assert sorted(os.listdir(os.path.join(two, "checkpoints"))) == ["3", "6"]
+    assert lines[:2] == lines_two[:2]  # epochs 1 and 2 were not trained again
+    assert sorted(os.listdir(os.path.join(two, "checkpoints"))) == ["4", "6"]
