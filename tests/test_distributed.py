@@ -172,20 +172,32 @@ def _env(**extra) -> dict[str, str]:
     return env
 
 
-def _communicate_all(processes, deadline):
-    """{name: (returncode, stdout, stderr)}; kills every child if one does not finish in time."""
-    results = {}
+def _wait_all(processes, deadline):
+    """Waits for every child; as soon as one fails (or the deadline passes) kills the others,
+    which would otherwise wait for it in a collective."""
     try:
-        for name, process in processes.items():
-            remaining = max(1.0, deadline - time.monotonic())
-            stdout, stderr = process.communicate(timeout=remaining)
-            results[name] = (process.returncode, stdout, stderr)
+        while time.monotonic() < deadline:
+            codes = [p.poll() for p in processes.values()]
+            if all(c is not None for c in codes) or any(c not in (None, 0) for c in codes):
+                break
+            time.sleep(0.2)
     finally:
         for process in processes.values():
             if process.poll() is None:
                 process.kill()
-                process.communicate()
-    return results
+            process.wait(timeout=30)
+
+
+def test_a_failing_child_stops_the_others_at_once():
+    processes = {
+        "fails": subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"]),
+        "waits": subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]),
+    }
+    started = time.monotonic()
+    _wait_all(processes, started + 60)
+    assert time.monotonic() - started < 20
+    assert processes["fails"].returncode == 3
+    assert processes["waits"].returncode == -9  # killed
 
 
 def _launch(root):
@@ -212,40 +224,43 @@ def _launch(root):
         )
     two, one = str(root / "two_processes"), str(root / "one_process")
     address = f"127.0.0.1:{_free_port()}"
-    processes = {}
-    deadline = time.monotonic() + TIMEOUT_S
-    try:
-        for rank in range(2):
-            env = _env(
+    commands = {
+        f"rank{rank}": (
+            [sys.executable, "-c", _WORKER, str(config_files["two"]), two],
+            _env(
                 XLA_FLAGS="--xla_force_host_platform_device_count=2",
                 JAX_COORDINATOR_ADDRESS=address,
                 JAX_NUM_PROCESSES="2",
                 JAX_PROCESS_ID=str(rank),
                 JAX_DISTRIBUTED_TIMEOUT="60",
-            )
-            processes[f"rank{rank}"] = subprocess.Popen(
-                [sys.executable, "-c", _WORKER, str(config_files["two"]), two],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        processes["single"] = subprocess.Popen(
-            [sys.executable, "-m", "experiments.train", "--config", str(config_files["one"])]
-            + ["--workdir", one],
-            cwd=REPO,
-            env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            ),
         )
-    except BaseException:
-        for process in processes.values():
-            process.kill()
-            process.communicate()
-        raise
-    results = _communicate_all(processes, deadline)
+        for rank in range(2)
+    }
+    commands["single"] = (
+        [sys.executable, "-m", "experiments.train", "--config", str(config_files["one"])]
+        + ["--workdir", one],
+        _env(XLA_FLAGS="--xla_force_host_platform_device_count=4"),
+    )
+    processes = {}
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        for name, (command, env) in commands.items():
+            # Files, not pipes: a child blocked on a full pipe would stall the others.
+            with open(root / f"{name}.out", "w") as out, open(root / f"{name}.err", "w") as err:
+                processes[name] = subprocess.Popen(
+                    command, cwd=REPO, env=env, stdout=out, stderr=err, text=True
+                )
+    finally:
+        _wait_all(processes, deadline if len(processes) == len(commands) else 0.0)
+    results = {
+        name: (
+            process.returncode,
+            (root / f"{name}.out").read_text(),
+            (root / f"{name}.err").read_text(),
+        )
+        for name, process in processes.items()
+    }
     for name, (returncode, _, stderr) in results.items():
         assert returncode == 0, f"{name} exited with {returncode}:\n{stderr[-4000:]}"
     return results, two, one
