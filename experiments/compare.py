@@ -430,7 +430,8 @@ def run_all(runs: Sequence[Run], out: str, meta: dict[str, Any]) -> list[dict[st
             record = run_one(run, out)
             records.append(record)
             meta = {**meta, "wall_time_s": time.perf_counter() - started}
-            _write_json(results_path, {"meta": meta, "records": records})
+            if _writes_files():
+                _write_json(results_path, {"meta": meta, "records": records})
             how = (
                 "reused"
                 if record["reused"]
@@ -496,8 +497,18 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _writes_files() -> bool:
+    """Only process 0 of a multi-host job writes results.json and the report."""
+    import jax  # noqa: PLC0415
+
+    return jax.process_index() == 0
+
+
 def main(argv: Sequence[str] | None = None) -> str:
     """Runs the job; returns the output folder. ValueError (one line) for bad flags."""
+    from experiments import distributed  # noqa: PLC0415
+
+    distributed.initialize_from_env()  # multi-host launch (docs/scaling.md); else a no-op
     parser = make_parser()
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else sys.argv[1:]
@@ -525,6 +536,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     total = time.perf_counter() - started
     print(f"compare: {len(runs)} runs in {total:.0f} s", flush=True)
     results_path = os.path.join(out, "results.json")
+    if not _writes_files():
+        return out
     _finish_meta(results_path)
     if not args.no_report:
         from experiments import report  # noqa: PLC0415
