@@ -19,7 +19,9 @@ Usage::
 
   python benchmarks/bench_losses.py                       # the default run
   python benchmarks/bench_losses.py --large --out r.md    # + N = 100,000, table to r.md
-  python benchmarks/bench_losses.py --quick               # small sizes, a smoke test
+  python benchmarks/bench_losses.py --quick --no-memory   # small sizes, a smoke test
+
+Results and the machine they were measured on: BENCHMARKS.md.
 """
 
 from __future__ import annotations
