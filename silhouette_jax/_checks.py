@@ -68,9 +68,7 @@ def check_num_classes(num_classes) -> None:
     if num_classes is None:
         return
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-        raise ValueError(
-            f"num_classes must be a static Python int (or None); got {num_classes!r}."
-        )
+        raise ValueError(f"num_classes must be a static Python int (or None); got {num_classes!r}.")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1; got {num_classes}.")
 

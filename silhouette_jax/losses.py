@@ -233,9 +233,7 @@ def center_update(
     num_classes = centers.shape[0]
     weights = mask.astype(x.dtype)
     counts = parallel.psum(jax.ops.segment_sum(weights, labels, num_classes), axis_name)
-    sums = parallel.psum(
-        jax.ops.segment_sum(x * weights[:, None], labels, num_classes), axis_name
-    )
+    sums = parallel.psum(jax.ops.segment_sum(x * weights[:, None], labels, num_classes), axis_name)
     delta = (counts[:, None] * centers_f - sums) / (1.0 + counts[:, None])
     return (centers_f - alpha * delta).astype(centers.dtype)
 

@@ -39,9 +39,7 @@ def validate_batch(embeddings, labels, num_classes: int | None = None) -> None:
     x, y = np.asarray(x), np.asarray(y)
     if not np.all(np.isfinite(x)):
         bad = np.unique(np.nonzero(~np.isfinite(x.reshape(x.shape[0], -1)))[0])
-        raise ValueError(
-            f"embeddings must be finite; rows {bad[:10].tolist()} contain NaN or inf."
-        )
+        raise ValueError(f"embeddings must be finite; rows {bad[:10].tolist()} contain NaN or inf.")
     upper = np.inf if num_classes is None else num_classes
     out = (y < 0) | (y >= upper)
     if np.any(out):
