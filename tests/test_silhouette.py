@@ -81,6 +81,32 @@ def test_silhouette_in_row_blocks(monkeypatch, metric):
     np.testing.assert_allclose(sj.silhouette_samples(x, labels, metric=metric), expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("pair_block", [1, 8, 40, 1024])
+def test_exact_euclidean_in_symmetric_tiles(monkeypatch, pair_block):
+    # Many tiles, a padded last tile, diagonal and off-diagonal tiles, one tile.
+    monkeypatch.setattr(sil_module, "_PAIR_BLOCK", pair_block)
+    rng = np.random.default_rng(7)
+    x, labels = clustered_batch(rng, 203, 5, 6)
+    labels[:3] = [9, 10, 10]
+    expected = sklearn.metrics.silhouette_samples(x, labels)
+    np.testing.assert_allclose(sj.silhouette_samples(x, labels), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("block", [8, 16, 64])
+def test_symmetric_class_sums_match_dense_reference(block):
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(53, 4))
+    ids = rng.integers(0, 5, size=53)
+    columns = np.eye(5)[ids]
+    dist = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(dist, 0.0)
+    got = sil_module._symmetric_class_sums(
+        jnp.asarray(x, jnp.float32), jnp.asarray(columns, jnp.float32), block
+    )
+    assert got.shape == (53, 5)
+    np.testing.assert_allclose(got, dist @ columns, rtol=1e-5, atol=1e-4)
+
+
 def test_silhouette_under_jit_with_static_num_classes():
     rng = np.random.default_rng(6)
     x, labels = clustered_batch(rng, 60, 3, 4)
