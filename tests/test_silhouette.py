@@ -93,16 +93,19 @@ def test_exact_euclidean_in_symmetric_tiles(monkeypatch, pair_block):
 
 
 @pytest.mark.parametrize("block", [8, 16, 64])
-def test_symmetric_class_sums_match_dense_reference(block):
+@pytest.mark.parametrize("sort", [False, True])
+def test_symmetric_class_sums_match_dense_reference(block, sort):
+    # Unsorted ids: mixed-class tiles (one-hot matmul); sorted: mostly single-class tiles
+    # (row sums), and a mixed one at each class boundary.
     rng = np.random.default_rng(8)
     x = rng.normal(size=(53, 4))
     ids = rng.integers(0, 5, size=53)
+    if sort:
+        ids = np.sort(ids)
     columns = np.eye(5)[ids]
     dist = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
     np.fill_diagonal(dist, 0.0)
-    got = sil_module._symmetric_class_sums(
-        jnp.asarray(x, jnp.float32), jnp.asarray(columns, jnp.float32), block
-    )
+    got = sil_module._symmetric_class_sums(jnp.asarray(x, jnp.float32), jnp.asarray(ids), 5, block)
     assert got.shape == (53, 5)
     np.testing.assert_allclose(got, dist @ columns, rtol=1e-5, atol=1e-4)
 
