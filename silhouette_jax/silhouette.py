@@ -448,10 +448,12 @@ def _symmetric_class_sums(x: jax.Array, ids: jax.Array, num_classes: int, block:
 
     The ``[N, N]`` distance matrix is symmetric, so it is visited in ``block x block``
     tiles ``(I, J)`` with ``I <= J`` only: each tile gives per-class sums to its rows
-    (``D_IJ @ one_hot_J``) and, off the diagonal, to its columns (a segment sum of the
-    rows of ``D_IJ`` by class, cheaper on CPUs than a second one-hot matmul). That halves
-    the ``O(N^2 d)`` work of the row-block path. Not differentiated (the exact silhouette
-    has no use for gradients).
+    (``D_IJ @ one_hot_J``, or a plain row sum when tile ``J`` holds a single class) and,
+    off the diagonal, to its columns (a segment sum of the rows of ``D_IJ`` by class,
+    cheaper on CPUs than a second one-hot matmul). That halves the ``O(N^2 d)`` work of
+    the row-block path. Callers sort the samples by class first so that most tiles hold
+    a single class when clusters are larger than a tile. Not differentiated (the exact
+    silhouette has no use for gradients).
 
     Args:
       x: ``[N, d]`` samples, centred (distances are translation invariant and the
@@ -571,8 +573,10 @@ def silhouette_samples(
 
     Memory stays bounded for large ``N``: distances are computed in blocks (the
     ``"sqeuclidean"`` and ``"cosine"`` metrics need no distance matrix at all). With
-    ``"euclidean"`` and up to 256 clusters only the tiles on and above the diagonal of
-    the symmetric distance matrix are computed, which halves the ``O(N^2 d)`` work.
+    ``"euclidean"`` and up to 256 clusters, the samples are sorted by cluster and only
+    the tiles on and above the diagonal of the symmetric distance matrix are computed,
+    which halves the ``O(N^2 d)`` work (about 12x faster than scikit-learn at
+    ``N = 20,000``, ``d = 64`` on 2 CPU cores; see BENCHMARKS.md).
 
     Args:
       x: ``[N, d]`` samples, or an ``[N, N]`` distance matrix for
