@@ -169,6 +169,20 @@ class _EncoderWithHeads(nnx.Module):
         }
 
 
+class _ImageEncoder(_EncoderWithHeads):
+    """Base class of the image models: examples are [H, W, C], any H and W, C = in_channels."""
+
+    input_rank = 3
+    in_channels: int
+
+    @staticmethod
+    def _input_kwargs(input_shape: tuple[int, ...]) -> dict[str, Any]:
+        return {"in_channels": input_shape[-1]}
+
+    def _expected_example_shape(self) -> tuple[int | str, ...]:
+        return ("H", "W", self.in_channels)
+
+
 def _batch_norm(
     num_features: int, *, momentum: float, epsilon: float, axis_name: str | None, rngs: nnx.Rngs
 ) -> nnx.BatchNorm:
@@ -231,15 +245,13 @@ class ConvBNAct(nnx.Module):
 # --------------------------------------------------------------------------- small models
 
 
-class SmallCNN(_EncoderWithHeads):
+class SmallCNN(_ImageEncoder):
     """Small CNN for 8x8 (sklearn digits) and 28x28 (MNIST-like) images.
 
     Encoder: for each width, 3x3 conv -> BatchNorm -> ReLU, then a 2x2 max-pool between stages
     (skipped once the map is 1 pixel); global average pool -> features [B, widths[-1]].
     With the default widths (32, 64) the encoder has ~19k parameters.
     """
-
-    input_rank = 3
 
     def __init__(
         self,
@@ -273,13 +285,6 @@ class SmallCNN(_EncoderWithHeads):
             dropout_rate=dropout_rate,
             rngs=rngs,
         )
-
-    @staticmethod
-    def _input_kwargs(input_shape: tuple[int, ...]) -> dict[str, Any]:
-        return {"in_channels": input_shape[-1]}
-
-    def _expected_example_shape(self) -> tuple[int | str, ...]:
-        return ("H", "W", self.in_channels)
 
     def encode(self, x: jax.Array) -> jax.Array:
         for i, block in enumerate(self.blocks):
@@ -443,14 +448,12 @@ class BasicBlock(nnx.Module):
         return jax.nn.relu(self.conv2(self.conv1(x)) + residual)
 
 
-class ResNet18(_EncoderWithHeads):
+class ResNet18(_ImageEncoder):
     """ResNet-18 (He et al. 2016) with the CIFAR stem: 3x3 conv stride 1, no max-pool.
 
     Stages of two basic blocks with widths (64, 128, 256, 512) and strides (1, 2, 2, 2); global
     average pool -> features [B, 512]. Encoder + 10-class classifier: 11,173,962 parameters.
     """
-
-    input_rank = 3
 
     def __init__(
         self,
@@ -492,13 +495,6 @@ class ResNet18(_EncoderWithHeads):
             dropout_rate=dropout_rate,
             rngs=rngs,
         )
-
-    @staticmethod
-    def _input_kwargs(input_shape: tuple[int, ...]) -> dict[str, Any]:
-        return {"in_channels": input_shape[-1]}
-
-    def _expected_example_shape(self) -> tuple[int | str, ...]:
-        return ("H", "W", self.in_channels)
 
     def encode(self, x: jax.Array) -> jax.Array:
         x = self.stem(x)
@@ -597,7 +593,7 @@ class MBConv(nnx.Module):
         return x + y
 
 
-class EfficientNetB0(_EncoderWithHeads):
+class EfficientNetB0(_ImageEncoder):
     """EfficientNet-B0 (Tan & Le 2019): MBConv blocks with squeeze-excitation, swish, BatchNorm.
 
     Stem 3x3 conv (stride ``stem_stride``, 32 channels) -> the seven MBConv stages of
@@ -606,8 +602,6 @@ class EfficientNetB0(_EncoderWithHeads):
     The paper trains with ``dropout_rate=0.2`` and ``drop_path_rate=0.2``; both default to 0 here
     because they add an RNG stream (``nnx.RngState``) the trainer must carry.
     """
-
-    input_rank = 3
 
     def __init__(
         self,
@@ -662,13 +656,6 @@ class EfficientNetB0(_EncoderWithHeads):
             dropout_rate=dropout_rate,
             rngs=rngs,
         )
-
-    @staticmethod
-    def _input_kwargs(input_shape: tuple[int, ...]) -> dict[str, Any]:
-        return {"in_channels": input_shape[-1]}
-
-    def _expected_example_shape(self) -> tuple[int | str, ...]:
-        return ("H", "W", self.in_channels)
 
     def encode(self, x: jax.Array) -> jax.Array:
         x = self.stem(x)

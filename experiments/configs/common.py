@@ -54,3 +54,26 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Checkpointing.
     config.checkpoint_every_steps = 200
     return config
+
+
+def get_paper_config(dataset: str) -> ml_collections.ConfigDict:
+    """Returns the paper protocol for one of its image datasets (a key of DATASETS).
+
+    EfficientNet-B0 at 224x224, 100 epochs of SGD with warm-up; for the smaller ResNet-18
+    option pass ``--config.model=resnet18`` and a smaller ``--config.image_size``.
+    """
+    config = get_base_config()
+    config.dataset = dataset
+    config.model = "efficientnet_b0"
+    config.image_size = 224
+    config.num_epochs = 100
+    config.batch_size = 128
+    config.eval_batch_size = 256
+    config.optimizer = "sgd"
+    config.learning_rate = 0.05
+    config.momentum = 0.9
+    config.weight_decay = 5e-4
+    config.warmup_epochs = 5
+    config.probe_epochs = 20
+    config.checkpoint_every_steps = 1000
+    return config

@@ -20,19 +20,5 @@ from experiments.configs import common
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """Returns the fgvc_aircraft config (defaults in `common.get_base_config`)."""
-    config = common.get_base_config()
-    config.dataset = "fgvc_aircraft"
-    config.model = "efficientnet_b0"  # or "resnet18" (then image_size=64)
-    config.image_size = 224
-    config.num_epochs = 100
-    config.batch_size = 128
-    config.eval_batch_size = 256
-    config.optimizer = "sgd"
-    config.learning_rate = 0.05
-    config.momentum = 0.9
-    config.weight_decay = 5e-4
-    config.warmup_epochs = 5
-    config.probe_epochs = 20
-    config.checkpoint_every_steps = 1000
-    return config
+    """Returns the fgvc_aircraft config (the paper protocol, `common.get_paper_config`)."""
+    return common.get_paper_config("fgvc_aircraft")
