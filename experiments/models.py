@@ -183,6 +183,21 @@ class _ImageEncoder(_EncoderWithHeads):
         return ("H", "W", self.in_channels)
 
 
+class _SignalEncoder(_EncoderWithHeads):
+    """Base class of the 1-D models: examples are [L, C], L = input_length, C = in_channels."""
+
+    input_rank = 2
+    input_length: int
+    in_channels: int
+
+    @staticmethod
+    def _input_kwargs(input_shape: tuple[int, ...]) -> dict[str, Any]:
+        return {"input_length": input_shape[0], "in_channels": input_shape[1]}
+
+    def _expected_example_shape(self) -> tuple[int | str, ...]:
+        return (self.input_length, self.in_channels)
+
+
 def _batch_norm(
     num_features: int, *, momentum: float, epsilon: float, axis_name: str | None, rngs: nnx.Rngs
 ) -> nnx.BatchNorm:
@@ -294,15 +309,13 @@ class SmallCNN(_ImageEncoder):
         return jnp.mean(x, axis=(1, 2))
 
 
-class CNN1D(_EncoderWithHeads):
+class CNN1D(_SignalEncoder):
     """1-D CNN for MNIST-1D signals [B, L, C] (L = 40, C = 1).
 
     Encoder: for each width, a conv (kernel 5 first, then 3) with stride 2 -> BatchNorm -> ReLU;
     the final map is flattened and mapped by Linear -> ReLU to features [B, feature_dim]. Flattening
     (rather than pooling) keeps the position information MNIST-1D templates carry.
     """
-
-    input_rank = 2
 
     def __init__(
         self,
@@ -351,26 +364,17 @@ class CNN1D(_EncoderWithHeads):
             rngs=rngs,
         )
 
-    @staticmethod
-    def _input_kwargs(input_shape: tuple[int, ...]) -> dict[str, Any]:
-        return {"input_length": input_shape[0], "in_channels": input_shape[1]}
-
-    def _expected_example_shape(self) -> tuple[int | str, ...]:
-        return (self.input_length, self.in_channels)
-
     def encode(self, x: jax.Array) -> jax.Array:
         for block in self.blocks:
             x = block(x)
         return jax.nn.relu(self.feature_layer(x.reshape(x.shape[0], -1)))
 
 
-class MLP(_EncoderWithHeads):
+class MLP(_SignalEncoder):
     """MLP for MNIST-1D: flattens [B, L, C], Linear -> ReLU per width; features [B, widths[-1]].
 
     No BatchNorm, so train and eval mode coincide unless ``dropout_rate > 0``.
     """
-
-    input_rank = 2
 
     def __init__(
         self,
@@ -402,13 +406,6 @@ class MLP(_EncoderWithHeads):
             dropout_rate=dropout_rate,
             rngs=rngs,
         )
-
-    @staticmethod
-    def _input_kwargs(input_shape: tuple[int, ...]) -> dict[str, Any]:
-        return {"input_length": input_shape[0], "in_channels": input_shape[1]}
-
-    def _expected_example_shape(self) -> tuple[int | str, ...]:
-        return (self.input_length, self.in_channels)
 
     def encode(self, x: jax.Array) -> jax.Array:
         x = x.reshape(x.shape[0], -1)
